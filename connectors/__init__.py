@@ -1,0 +1,1 @@
+"""The edges of the pipeline: the safe HTTP fetcher, feed polling and parsing, the Kafka sink."""

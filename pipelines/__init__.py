@@ -1,0 +1,1 @@
+"""The Beam graph of news-ingest and one module per stage (extract, dedup, tag) plus the CLI."""

@@ -1,0 +1,288 @@
+"""The news-ingest Beam pipeline.
+
+Feeds from the config are polled once (batch; continuous polling comes with ``--streaming`` in a
+later version), their entries deduplicated by canonical link, the pages fetched by the safe
+fetcher, the article text extracted and cleaned, near-duplicate copies clustered, topics tagged,
+and every record written to Kafka (or JSONL files): originals to the articles topic, later copies
+to the duplicates topic, and every failure, from any stage, to the dead-letter topic with its
+stage and reason. Each stage's logic is a plain function in its own module; the DoFns here only
+adapt them to Beam, count what they do and route failures.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any, Optional
+
+import apache_beam as beam
+from apache_beam.coders import coders
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms import userstate
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from connectors.feeds import FeedParseError, parse_feed
+from connectors.fetch import FetchError, Fetcher, FetchPolicy
+from connectors.kafka_sink import WriteToKafka, encode_dead_letter
+from pipelines import dedup as dd
+from pipelines.config import Config
+from pipelines.extract import ExtractError, extract_article
+from pipelines.tag import load_taxonomy, tag_article
+from schemas import SCHEMA_VERSION, DeadLetter
+
+log = logging.getLogger(__name__)
+DEAD = "dead_letter"
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat()
+
+
+def dead_letter(stage: str, reason: str, input_ref: str, feed_url: Optional[str] = None,
+                detail: Optional[str] = None) -> TaggedOutput:
+    record = DeadLetter(stage=stage, reason=reason[:1000], input_ref=input_ref, failed_at=now_iso(),
+                        feed_url=feed_url, detail=detail[:4000] if detail else None).to_dict()
+    return TaggedOutput(DEAD, record)
+
+
+class PollFeed(beam.DoFn):
+    """Feed config in, normalised entries out; fetch and parse failures to dead letters."""
+
+    def __init__(self, policy: FetchPolicy):
+        self.policy = policy
+        self.polled = Metrics.counter("poll", "feeds_polled")
+        self.entries = Metrics.counter("poll", "entries")
+        self.failed = Metrics.counter("poll", "feeds_failed")
+
+    def setup(self):
+        self.fetcher = Fetcher(self.policy)
+
+    def process(self, feed: dict[str, Any]):
+        url = feed["url"]
+        try:
+            resp = self.fetcher.get(url, {"Accept": "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, */*;q=0.5"})
+            parsed = parse_feed(resp.body, resp.url, resp.headers)
+        except FetchError as exc:
+            self.failed.inc()
+            yield dead_letter("poll", f"{exc.kind}: {exc.reason}", url, url)
+            return
+        except FeedParseError as exc:
+            self.failed.inc()
+            yield dead_letter("parse", str(exc), url, url)
+            return
+        self.polled.inc()
+        for entry in parsed["entries"]:
+            if not entry.get("link"):
+                yield dead_letter("parse", "entry has no link", entry.get("guid") or entry["entry_id"], url)
+                continue
+            entry["publisher"] = feed.get("name") or parsed.get("title")
+            self.entries.inc()
+            yield entry
+
+
+class FirstSeen(beam.DoFn):
+    """Keyed by a stable key: passes the first element of each key, drops later ones.
+
+    Works the same in batch and streaming; state per key expires after ``ttl`` of event time.
+    """
+
+    SEEN = userstate.ReadModifyWriteStateSpec("seen", coders.BooleanCoder())
+    EXPIRY = userstate.TimerSpec("expiry", TimeDomain.WATERMARK)
+
+    def __init__(self, counter: str, ttl_days: float = 7.0):
+        self.dropped = Metrics.counter("dedup", counter)
+        self.ttl = Duration(seconds=int(ttl_days * 86400))
+
+    def process(self, element, seen=beam.DoFn.StateParam(SEEN), expiry=beam.DoFn.TimerParam(EXPIRY),
+                ts=beam.DoFn.TimestampParam):
+        _, value = element
+        if seen.read():
+            self.dropped.inc()
+            return
+        seen.write(True)
+        if ts.micros > 0 and ts < Timestamp.of(2**40):
+            expiry.set(ts + self.ttl)
+        yield value
+
+    @userstate.on_timer(EXPIRY)
+    def expire(self, seen=beam.DoFn.StateParam(SEEN)):
+        seen.clear()
+
+
+class FetchArticle(beam.DoFn):
+    """Entry in, page out; a failed fetch is a dead letter, and falls back to the feed's content."""
+
+    def __init__(self, policy: FetchPolicy, feed_content_fallback: bool = True):
+        self.policy = policy
+        self.fallback = feed_content_fallback
+        self.fetched = Metrics.counter("fetch", "pages_fetched")
+        self.failed = Metrics.counter("fetch", "pages_failed")
+        self.fallbacks = Metrics.counter("fetch", "feed_content_fallbacks")
+
+    def setup(self):
+        self.fetcher = Fetcher(self.policy)
+
+    def process(self, entry: dict[str, Any]):
+        fetched_at = now_iso()
+        try:
+            resp = self.fetcher.get(entry["link"], {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"})
+            if resp.content_type and "html" not in resp.content_type and "xml" not in resp.content_type:
+                raise FetchError("content_type", f"not an HTML page: {resp.content_type}", resp.url)
+        except FetchError as exc:
+            self.failed.inc()
+            yield dead_letter("fetch", f"{exc.kind}: {exc.reason}", entry["link"], entry["feed_url"])
+            content = entry.get("content")
+            if self.fallback and content and len(content) > 200:
+                self.fallbacks.inc()
+                yield {"entry": entry, "url": entry["link"], "body": content.encode("utf-8"),
+                       "fetched_at": fetched_at, "fallback": "feed_content"}
+            return
+        self.fetched.inc()
+        yield {"entry": entry, "url": resp.url, "body": resp.body, "fetched_at": fetched_at, "fallback": None}
+
+
+def _choose_canonical(page_canonical: Optional[str], fetched_url: str) -> str:
+    """The page's rel=canonical unless it is unusable (relative junk, a bare home page)."""
+    from urllib.parse import urljoin, urlsplit
+
+    if page_canonical:
+        absolute = urljoin(fetched_url, page_canonical)
+        parts = urlsplit(absolute)
+        if parts.scheme in ("http", "https") and parts.netloc and parts.path not in ("", "/"):
+            return dd.canonical_url(absolute)
+    return dd.canonical_url(fetched_url)
+
+
+def build_record(page: dict[str, Any], extracted: dict[str, Any]) -> dict[str, Any]:
+    """The enriched record before dedup and tagging (schemas/article.schema.json)."""
+    from urllib.parse import urlsplit
+
+    entry = page["entry"]
+    canonical = _choose_canonical(extracted.get("canonical_url"), page["url"])
+    return {
+        "id": dd.article_id(canonical),
+        "url": page["url"],
+        "canonical_url": canonical,
+        "source": {"feed_url": entry["feed_url"], "publisher": entry.get("publisher"),
+                   "domain": urlsplit(page["url"]).hostname},
+        "title": extracted["title"] or entry.get("title"),
+        "text": extracted["text"],
+        "lead": extracted["lead"],
+        "authors": extracted["authors"] or entry.get("authors") or [],
+        "published_at": extracted["published_at"] or entry.get("published_at"),
+        "fetched_at": page["fetched_at"],
+        "language": extracted["language"],
+        "source_tags": list(dict.fromkeys(extracted["source_tags"] + (entry.get("categories") or []))),
+        "topics": [],
+        "dedup": None,
+        "extraction": {"extractor": extracted["extractor"], "rules_version": extracted["rules_version"],
+                       "removed": extracted["removed"], "fallback": page.get("fallback")},
+        "site_name": extracted["site_name"],
+        "image": extracted["image"],
+        "taxonomy_version": None,
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+def _event_time(record: dict[str, Any]) -> Timestamp:
+    for value in (record.get("published_at"), record["fetched_at"]):
+        if value:
+            try:
+                return Timestamp.from_utc_datetime(dt.datetime.fromisoformat(value).astimezone(dt.timezone.utc))
+            except ValueError:
+                continue
+    return Timestamp.now()
+
+
+class ExtractArticle(beam.DoFn):
+    """Page in, record out (timestamped with its publication time); failures to dead letters."""
+
+    def __init__(self):
+        self.extracted = Metrics.counter("extract", "articles")
+        self.failed = Metrics.counter("extract", "failed")
+
+    def process(self, page: dict[str, Any]):
+        try:
+            extracted = extract_article(page["body"], page["url"])
+        except ExtractError as exc:
+            self.failed.inc()
+            yield dead_letter("extract", str(exc), page["url"], page["entry"]["feed_url"])
+            return
+        except Exception as exc:  # a parser crash on one page must not stop the run
+            self.failed.inc()
+            yield dead_letter("extract", f"{type(exc).__name__}: {exc}", page["url"], page["entry"]["feed_url"])
+            return
+        self.extracted.inc()
+        record = build_record(page, extracted)
+        yield beam.window.TimestampedValue(record, _event_time(record))
+
+
+class TagTopics(beam.DoFn):
+    def __init__(self, taxonomy_path: Optional[str]):
+        self.taxonomy_path = taxonomy_path
+        self.tagged = Metrics.counter("tag", "articles_tagged")
+
+    def setup(self):
+        self.taxonomy = load_taxonomy(self.taxonomy_path)
+
+    def process(self, record: dict[str, Any]):
+        record = dict(record)
+        record["topics"] = tag_article(record["title"], record["text"], self.taxonomy, record["lead"])
+        record["taxonomy_version"] = self.taxonomy.version
+        if record["topics"]:
+            self.tagged.inc()
+        yield record
+
+
+class IngestFeeds(beam.PTransform):
+    """Feed configs in; a dict of PCollections: ``articles``, ``duplicates``, ``dead_letter``."""
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.config = config
+
+    def expand(self, feeds):
+        cfg = self.config
+        polled = feeds | "PollFeeds" >> beam.ParDo(PollFeed(cfg.fetch)).with_outputs(DEAD, main="entries")
+        entries = (
+            polled.entries
+            | "KeyByLink" >> beam.Map(lambda e: (dd.canonical_url(e["link"]), e))
+            | "FirstLink" >> beam.ParDo(FirstSeen("duplicate_links", cfg.dedup.ttl_days)).with_input_types(tuple[str, dict])
+            | "Spread" >> beam.Reshuffle()
+        )
+        pages = entries | "FetchArticle" >> beam.ParDo(FetchArticle(cfg.fetch, cfg.feed_content_fallback)).with_outputs(DEAD, main="pages")
+        records = pages.pages | "ExtractClean" >> beam.ParDo(ExtractArticle()).with_outputs(DEAD, main="records")
+        originals, duplicates = records.records | "Dedup" >> dd.Deduplicate(cfg.dedup)
+        tag = TagTopics(cfg.taxonomy_path)
+        dead = (polled[DEAD], pages[DEAD], records[DEAD]) | "DeadLetters" >> beam.Flatten()
+        return {
+            "articles": originals | "Tag" >> beam.ParDo(tag),
+            "duplicates": duplicates | "TagDuplicates" >> beam.ParDo(tag),
+            "dead_letter": dead,
+        }
+
+
+def build_pipeline(pipeline: beam.Pipeline, config: Config, sink: str = "kafka", output: Optional[str] = None):
+    """Wire the whole job onto ``pipeline``: feeds -> ... -> Kafka topics (or JSONL files)."""
+    outputs = pipeline | "Feeds" >> beam.Create(config.feeds) | "Ingest" >> IngestFeeds(config)
+    topics = config.topics
+    if sink == "kafka":
+        dlq = topics["dead_letter"]
+        outputs["articles"] | "WriteArticles" >> WriteToKafka(topics["articles"], config.kafka, dead_letter_topic=dlq)
+        if config.emit_duplicates:
+            outputs["duplicates"] | "WriteDuplicates" >> WriteToKafka(topics["duplicates"], config.kafka, dead_letter_topic=dlq)
+        outputs["dead_letter"] | "WriteDeadLetters" >> WriteToKafka(dlq, config.kafka, encoder=encode_dead_letter)
+    elif sink == "jsonl":
+        import json
+        import os
+
+        if not output:
+            raise ValueError("--output is required with --sink jsonl")
+        for name, pcoll in outputs.items():
+            (pcoll | f"Json_{name}" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False, sort_keys=True))
+             | f"WriteText_{name}" >> beam.io.WriteToText(os.path.join(output, name), file_name_suffix=".jsonl",
+                                                           shard_name_template=""))
+    else:
+        raise ValueError(f"unknown sink {sink!r}: use kafka or jsonl")
+    return outputs
