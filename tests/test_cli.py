@@ -1,0 +1,78 @@
+"""The `newsingest` subcommands that need no broker, run as a user would run them."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import DATA, REPO
+
+SEED_PAGES = sorted((DATA / "seed").glob("*.html"))
+
+
+def newsingest(*args, stdin=None, env=None):
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], input=stdin, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **(env or {})}, cwd=REPO)
+
+
+def test_extract_prints_one_clean_record_per_page():
+    proc = newsingest("extract", *map(str, SEED_PAGES))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == len(SEED_PAGES)
+    for path, line in zip(SEED_PAGES, lines):
+        rec = json.loads(line)
+        assert rec["path"] == str(path)
+        assert rec["title"].startswith("Volodymyr Zelensky Admits Ukraine May Never Join NATO")
+        assert rec["published_at"] == "2022-03-16T10:12:00+00:00"
+        assert "Zelensky on Ceasefire Efforts With Vladimir Putin" in rec["text"]
+        for junk in ("Getty Images", "@YouTube", "Tags:", "Real Time Analytics", "Share this", "Great reporting"):
+            assert junk not in rec["text"], (path.name, junk)
+        assert {"Ukraine", "NATO", "Russia"} <= set(rec["source_tags"])
+
+
+def test_extract_reports_unreadable_file_and_exits_non_zero(tmp_path):
+    empty = tmp_path / "empty.html"
+    empty.write_text("")
+    proc = newsingest("extract", str(empty), str(SEED_PAGES[0]))
+    assert proc.returncode == 1
+    assert "empty.html" in proc.stderr
+    assert len(proc.stdout.splitlines()) == 1  # the good page still comes out
+
+
+def test_tag_and_dedup_round_trip():
+    text = (DATA / "seed" / "seed-article.txt").read_text(encoding="utf-8")
+    records = [
+        {"id": "a", "title": "Zelensky says Ukraine may never join NATO", "text": text},
+        {"id": "b", "title": "Reprint", "text": "KYIV (Wire) - " + text + "\n(Reporting by Wire staff)"},
+        {"id": "c", "title": "Corn prices", "text": "Corn futures rose in Chicago on Tuesday. " * 30},
+    ]
+    proc = newsingest("tag", stdin="\n".join(json.dumps(r) for r in records))
+    assert proc.returncode == 0, proc.stderr
+    tagged = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert {t["id"] for t in tagged[0]["topics"]} == {"ukraine", "nato", "russia"}
+    assert tagged[2]["topics"] == []
+    path = REPO / "out-test-dedup.jsonl"
+    try:
+        path.write_text("\n".join(json.dumps(r) for r in records))
+        proc = newsingest("dedup", str(path))
+    finally:
+        path.unlink()
+    assert proc.returncode == 0, proc.stderr
+    out = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert out[0]["duplicate_of"] is None and out[0]["cluster_id"] == "a"
+    assert out[1]["duplicate_of"] == "a" and out[1]["cluster_id"] == "a"
+    assert out[2]["duplicate_of"] is None and out[2]["cluster_id"] == "c"
+
+
+def test_run_with_jsonl_sink_needs_no_broker(sample_server, tmp_path):
+    env = {"SAMPLE_BASE_URL": sample_server.base_url, "KAFKA_BOOTSTRAP": "127.0.0.1:1"}
+    proc = newsingest("run", "--config", str(REPO / "examples" / "config.yaml"), "--sink", "jsonl",
+                      "--output", str(tmp_path), env=env)
+    assert proc.returncode == 0, proc.stderr
+    articles = [json.loads(x) for x in (tmp_path / "articles.jsonl").read_text().splitlines()]
+    dead = [json.loads(x) for x in (tmp_path / "dead_letter.jsonl").read_text().splitlines()]
+    dups = [json.loads(x) for x in (tmp_path / "duplicates.jsonl").read_text().splitlines()]
+    assert len(articles) == 3 and len(dups) == 1
+    assert sorted(d["stage"] for d in dead) == ["fetch", "parse"]
