@@ -14,7 +14,7 @@ import unicodedata
 from collections import Counter
 from typing import Optional
 
-from lxml import html as lxml_html
+from trafilatura.utils import load_html
 
 RULES_VERSION = "2026.11.1"
 
@@ -176,12 +176,17 @@ def clean_text(text: str, title: Optional[str], removed: Counter) -> tuple[str, 
 
 
 def parse_html(data: bytes | str):
-    """Parse bytes or text into an lxml tree; None when there is nothing to parse."""
+    """Parse bytes or text into an lxml tree exactly as trafilatura would; None when empty.
+
+    trafilatura's own loader (encoding guess, comments and processing instructions dropped)
+    matters: a tree from ``lxml.html`` keeps comment nodes, and trafilatura then loses the text
+    that follows a comment inside a paragraph.
+    """
     if isinstance(data, bytes):
         data = data.lstrip()
     if not data:
         return None
     try:
-        return lxml_html.document_fromstring(data)
-    except Exception:  # lxml raises ParserError and ValueError for empty or odd documents
+        return load_html(data)
+    except (TypeError, ValueError):
         return None
