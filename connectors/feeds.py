@@ -260,7 +260,8 @@ def _parse_json_feed(body: bytes, feed_url: str) -> dict[str, Any]:
         link = _absolute_link(_str(item.get("url")) or _str(item.get("external_url")), base)
         guid = _str(item.get("id"))
         title = plain_text(_str(item.get("title")), "text/plain")
-        content = _str(item.get("content_html")) or _str(item.get("content_text"))
+        content_html = _str(item.get("content_html"))
+        content = _safe_html(content_html, link or base) if content_html else _str(item.get("content_text"))
         summary = _str(item.get("summary"))
         entries.append({
             "entry_id": _entry_id(link, guid, title, summary or content or ""),
@@ -269,7 +270,7 @@ def _parse_json_feed(body: bytes, feed_url: str) -> dict[str, Any]:
             "title": title,
             "summary": summary,
             "content": content,
-            "content_type": "text/html" if item.get("content_html") else ("text/plain" if content else None),
+            "content_type": "text/html" if content_html else ("text/plain" if content else None),
             "published_at": _json_date(item.get("date_published") or item.get("date_modified")),
             "updated_at": _json_date(item.get("date_modified")),
             "authors": _json_authors(item) or feed_authors,
@@ -284,6 +285,14 @@ def _parse_json_feed(body: bytes, feed_url: str) -> dict[str, Any]:
             "format": "json" + version.replace(".", ""), "ttl": None, "update_interval_s": None,
             "language": _str(doc.get("language")), "updated_at": None, "bozo": False, "bozo_reason": None,
             "entries": entries}
+
+
+def _safe_html(fragment: str, base: str) -> str:
+    """JSON Feed HTML treated as feedparser treats feed HTML: links made absolute, scripts removed."""
+    from feedparser.sanitizer import _sanitize_html  # pinned feedparser 6.0.14
+    from feedparser.urls import resolve_relative_uris
+
+    return _sanitize_html(resolve_relative_uris(fragment, base, "utf-8", "text/html"), "utf-8", "text/html")
 
 
 def _str(value) -> Optional[str]:

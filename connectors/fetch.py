@@ -129,7 +129,7 @@ def blocked_reason(ip: ipaddress._BaseAddress) -> Optional[str]:
         embedded = [ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None]
         if ip in _NAT64:
             embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-        candidates += [e for e in embedded if e is not None]
+        candidates = [e for e in embedded if e is not None] + candidates  # name the embedded IPv4
     for addr in candidates:
         if addr in METADATA_ADDRESSES:
             return f"cloud metadata address {addr}"
