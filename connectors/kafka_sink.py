@@ -5,8 +5,11 @@ by ``benchmarks/kafka_sink.py``. Every record sent in a bundle is kept, already 
 ``finish_bundle`` has flushed the producer and checked its future:
 
 - acknowledged: done;
-- refused for its size (alone in its batch) or as an invalid record: a dead-letter record goes to
-  the dead-letter topic (stage ``send``, the record's key as ``input_ref``) and the run goes on;
+- refused by the broker (larger than the topic's ``max.message.bytes``, or invalid there): a
+  dead-letter record goes to the dead-letter topic (stage ``send``, the record's key as
+  ``input_ref``) and the run goes on. kafka-python 3.0.12 then fails everything else its
+  idempotent producer holds with the same error, so the refused records are re-sent in ever
+  smaller groups on fresh producers until each refusal is pinned on one record;
 - anything else (broker down, timeouts): the producer is replaced by a new one and the failed
   records are sent again, byte for byte, with a doubling back-off, up to ``send_attempts`` rounds.
   When they still fail, ``finish_bundle`` raises, the bundle fails, and a runner that retries
@@ -87,17 +90,25 @@ def producer_config(kafka_config: Mapping[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def _too_large(exc: BaseException) -> bool:
+def _refusal(exc: BaseException) -> bool:
+    """The record (or one sharing its producer) will be refused however often it is sent:
+    larger than the topic's max.message.bytes, or invalid there (e.g. no key on a compacted topic)."""
     from kafka import errors
 
-    return isinstance(exc, (errors.MessageSizeTooLargeError, errors.RecordListTooLargeError))
+    return isinstance(exc, (errors.MessageSizeTooLargeError, errors.RecordListTooLargeError,
+                            errors.InvalidRecordError))
 
 
-def _invalid_record(exc: BaseException) -> bool:
-    """The broker will refuse this record however often it is sent (e.g. no key on a compacted topic)."""
+def _describe(exc: BaseException) -> str:
+    """A readable reason; kafka-python's own messages for broker refusals are bare error codes."""
     from kafka import errors
 
-    return isinstance(exc, errors.InvalidRecordError)
+    if isinstance(exc, (errors.MessageSizeTooLargeError, errors.RecordListTooLargeError)):
+        return (f"{type(exc).__name__}: larger than the topic's max.message.bytes (or the producer's "
+                f"max_request_size) allows")
+    if isinstance(exc, errors.InvalidRecordError):
+        return f"{type(exc).__name__}: the topic refuses this record (e.g. no key on a compacted topic)"
+    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass
@@ -111,7 +122,6 @@ class _Outgoing:
     attempt: int = 0
     future: Any = None
     error: Optional[BaseException] = None
-    alone: bool = False  # sent in a batch of its own, so a size refusal is about this record
 
 
 def _close(producer, timeout_s: float) -> None:
@@ -196,8 +206,8 @@ class _KafkaWriteFn(beam.DoFn):
         self.replaced.inc()
         self._new_producer()
 
-    def _queue(self, out: _Outgoing) -> bool:
-        """Send ``out`` (or note why it could not be sent) and keep it until it is settled."""
+    def _send(self, out: _Outgoing) -> bool:
+        """Hand ``out`` to the producer, or note why it could not be."""
         from kafka.errors import KafkaError
 
         out.attempt += 1
@@ -209,10 +219,13 @@ class _KafkaWriteFn(beam.DoFn):
                 out.future = self.producer.send(out.topic, key=out.key, value=out.value, headers=out.headers)
             except KafkaError as exc:  # refused before queueing: larger than max_request_size, metadata timeout
                 out.error = exc
-                out.alone = out.alone or _too_large(exc)  # the client measured this record alone
+        return out.error is None
+
+    def _queue(self, out: _Outgoing) -> bool:
+        """Send ``out`` and keep it until it is settled."""
         self.pending.append(out)
         self.pending_bytes += len(out.key) + len(out.value)
-        return out.error is None
+        return self._send(out)
 
     def _flush(self) -> None:
         from kafka.errors import KafkaTimeoutError
@@ -239,38 +252,73 @@ class _KafkaWriteFn(beam.DoFn):
         while self.pending:
             batch, self.pending, self.pending_bytes = self.pending, [], 0
             self._flush()
-            retry, alone, letters = [], [], []
-            last_error: Optional[BaseException] = None
+            retry, refused, culprits = [], [], []
             for out in batch:
                 error = self._outcome(out)
                 if error is None:
                     self.sent.inc()
-                elif _too_large(error) and not out.alone:
-                    alone.append(out)  # its batch was too large; try it in a batch of its own
-                elif _too_large(error) or _invalid_record(error):
-                    letters.append(self._dead_letter(out, error, "undeliverable"))
+                elif _refusal(error) and out.future is None:  # the client measured this record alone
+                    culprits.append((out, error))
+                elif _refusal(error):
+                    refused.append(out)
                 else:
-                    retry.append(out)
-                    last_error = error
+                    retry.append((out, error))
+            if refused:
+                more_culprits, more_retry = self._isolate(refused)
+                culprits += more_culprits
+                retry += more_retry
+            letters = [self._dead_letter(out, error, "undeliverable") for out, error in culprits]
             if retry:
                 if round_ >= self.send_attempts:
+                    out, error = retry[0]
                     raise SinkDeliveryError(
-                        f"{len(retry)} record(s) to {retry[0].topic!r} at {self.config['bootstrap_servers']} "
-                        f"not written after {round_} attempt(s), e.g. key {retry[0].key.decode(errors='replace')}: "
-                        f"{last_error!r}; failing the bundle")
+                        f"{len(retry)} record(s) to {out.topic!r} at {self.config['bootstrap_servers']} not "
+                        f"written after {round_} attempt(s), e.g. key {out.key.decode(errors='replace')}: "
+                        f"{error!r}; failing the bundle")
                 delay = min(BACKOFF_S * 2 ** (round_ - 1), MAX_BACKOFF_S)
                 log.warning("%d record(s) to %s failed (%r); new producer and re-send in %g s (round %d of %d)",
-                            len(retry), retry[0].topic, last_error, delay, round_ + 1, self.send_attempts)
+                            len(retry), retry[0][0].topic, retry[0][1], delay, round_ + 1, self.send_attempts)
                 time.sleep(delay)
                 round_ += 1
                 self._replace_producer()
                 self.resent.inc(len(retry))
-            for out in alone:
-                out.alone = True
+            for out in [out for out, _ in retry] + letters:
                 self._queue(out)
-                self._flush()
-            for out in retry + letters:
-                self._queue(out)
+
+    def _isolate(self, suspects: list[_Outgoing]):
+        """Tell the records the broker refuses from those refused only because they shared its producer.
+
+        After one refusal kafka-python 3.0.12 fails everything else its idempotent producer holds
+        with the same error, so the suspects are re-sent in ever smaller groups, each on a fresh
+        producer, until every refusal is pinned on a record sent alone. Few rounds for few culprits.
+        Returns (culprits with their errors, records that failed otherwise, with theirs).
+        """
+        culprits, retry, groups = [], [], [suspects]
+        while groups:
+            group = groups.pop()
+            self._replace_producer()
+            for out in group:
+                self._send(out)
+            self._flush()
+            failed = []
+            for out in group:
+                error = self._outcome(out)
+                if error is None:
+                    self.sent.inc()
+                elif _refusal(error):
+                    failed.append((out, error))
+                else:
+                    retry.append((out, error))
+            if len(group) == 1:
+                culprits += failed
+            elif failed and len(failed) < len(group):
+                groups.append([out for out, _ in failed])
+            elif failed:
+                half = len(group) // 2
+                groups += [group[half:], group[:half]]
+        if culprits:
+            self._replace_producer()  # the last refusal left this one failing everything
+        return culprits, retry
 
     def _dead_letter(self, out: _Outgoing, error: BaseException, what: str) -> _Outgoing:
         """The dead-letter record for ``out``, ready to queue; raises when there is nowhere to put it."""
@@ -281,7 +329,7 @@ class _KafkaWriteFn(beam.DoFn):
         self.dead.inc()
         log.warning("record %s is %s for %s, sent to %s: %r", key, what, out.topic, self.dead_letter_topic, error)
         letter = DeadLetter(
-            stage="send", reason=f"{what}: {type(error).__name__}: {error}"[:1000], input_ref=key,
+            stage="send", reason=f"{what}: {_describe(error)}"[:1000], input_ref=key,
             failed_at=dt.datetime.now(dt.timezone.utc).isoformat(), attempt=max(out.attempt, 1),
             detail=f"topic={out.topic} value_bytes={len(out.value)}",
         ).to_dict()
