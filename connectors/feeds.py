@@ -209,7 +209,9 @@ def _parse_xml_feed(utf8: bytes, feed_url: str, headers: dict[str, str], is_feed
         guid = e.get("id") or None
         title_type = (e.get("title_detail") or {}).get("type")
         title = plain_text(e.get("title"), title_type)
-        published = e.get("published_parsed") or e.get("updated_parsed") or e.get("created_parsed")
+        # dict.get: FeedParserDict.get("updated_parsed") falls back to published_parsed (with a warning)
+        updated = dict.get(e, "updated_parsed")
+        published = dict.get(e, "published_parsed") or updated or dict.get(e, "created_parsed")
         entries.append({
             "entry_id": _entry_id(link, guid, title, e.get("summary") or content or ""),
             "guid": guid,
@@ -219,7 +221,7 @@ def _parse_xml_feed(utf8: bytes, feed_url: str, headers: dict[str, str], is_feed
             "content": content,
             "content_type": content_type,
             "published_at": _iso(published),
-            "updated_at": _iso(e.get("updated_parsed")),
+            "updated_at": _iso(updated),
             "authors": _authors(e),
             "categories": _categories(e.get("tags")),
             "feed_url": feed_url,
@@ -234,7 +236,7 @@ def _parse_xml_feed(utf8: bytes, feed_url: str, headers: dict[str, str], is_feed
         "ttl": int(ttl) if isinstance(ttl, str) and ttl.strip().isdigit() else None,
         "update_interval_s": _update_interval(feed),
         "language": feed.get("language"),
-        "updated_at": _iso(feed.get("updated_parsed")),
+        "updated_at": _iso(dict.get(feed, "updated_parsed")),
         "bozo": bool(parsed.get("bozo")),
         "bozo_reason": str(parsed.get("bozo_exception") or "") or None,
         "entries": entries,
