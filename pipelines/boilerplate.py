@@ -1,177 +1,406 @@
 """Boilerplate removal around trafilatura: a DOM pre-pass and a text post-pass.
 
 trafilatura finds the story container well but keeps what publishers put inside it: photo
-captions and agency credits, tag lists, embed markers, share and newsletter widgets, tracker
-badges. The DOM pre-pass drops such blocks by structure (figcaption) and by class/id tokens before
-trafilatura runs; the text post-pass catches what carries no markup, by the *shape* of a
-boilerplate line (a credit in brackets at the end, a "Tags:" prefix, a lone "@YouTube"), never by
-one word alone. Every rule counts what it removed, keyed by rule name, so leaks can be traced.
+captions and agency credits, tag lists, embed markers, share, related and newsletter widgets,
+tracker badges, hover cards. The DOM pre-pass (:func:`prune_dom`) drops such blocks before
+trafilatura runs, by structure (figcaption, a list whose every item is a bare link, a card of
+links and a picture inside a sentence) and by class/id tokens, guarded so that a container of
+the story itself is never dropped. The text post-pass (:func:`clean_text`) catches what carries no
+markup, by the *shape* of a boilerplate line (a credit in brackets at the end, a "Tags:" prefix, a
+lone "@YouTube", a line made only of calls to action), never by one word alone: "Reuters
+reported", "photos show" or "related to" inside a sentence leave it in place.
+
+Every rule counts what it removed, keyed by rule name (``dom:...`` or ``text:...``), so a change
+of rules can be traced and a publisher whose pages start to leak can be seen.
 """
 from __future__ import annotations
 
 import re
 import unicodedata
 from collections import Counter
-from typing import Optional
+from typing import Iterable, Optional
 
 from trafilatura.utils import load_html
 
-RULES_VERSION = "2026.11.1"
+RULES_VERSION = "2026.11.2"
 
-# class/id tokens of boilerplate blocks; a token matches when the word stands between - or _ edges
-_BLOCK_WORDS = (
-    "caption|credit|credits|wp-caption|photo-credit|image-credit|tags|tag-links|tags-links|post-tags|"
-    "share|sharing|sharedaddy|social|social-links|related|relatedposts|jp-relatedposts|newsletter|"
-    "subscribe|subscription|signup|promo|advert|advertisement|ad|ads|adslot|embed|video-embed|"
-    "comments|comment-list|byline-share|author-bio|breadcrumb|breadcrumbs"
-)
-_BLOCK_TOKEN = re.compile(rf"(?:^|[-_])(?:{_BLOCK_WORDS})(?:$|[-_])", re.I)
-_NEVER_DROP_TOKEN = re.compile(r"(?:^|[-_])(?:content|body|article|entry|story|main|post)(?:$|[-_])", re.I)
-_DROP_TAGS = ("figcaption", "aside", "noscript", "iframe", "template")
+# ---- DOM pre-pass ----------------------------------------------------------------------------
+
+# class/id words of boilerplate blocks, by kind; a word matches a whole class token or a part of
+# one between "-" / "_" edges ("wp-caption-text", "jp-relatedposts"), never inside a word
+_BLOCK_KINDS = {
+    "caption": "captions?|wp-caption-text|caption-text|credits?|photo-?credits?|image-?credits?|img-?credits?|"
+               "media-credit|copyright",
+    "tags": "tags|tag-?list|tags?-?links|post-?tags|entry-?tags|article-?tags|tagcloud|tag-?cloud|keywords",
+    "share": "share|shares|sharing|sharedaddy|share-?buttons|sharebar|social|social-?links|social-?share|"
+             "addthis|addtoany|a2a",
+    "related": "related|relatedposts|related-?posts|related-?articles|recommended|recirculation|"
+               "read-?more|more-?stories|most-?popular|most-?read|trending|outbrain|taboola",
+    "newsletter": "newsletter|subscribe|subscription|signup|sign-?up|optin|opt-?in|mailchimp|mc4wp",
+    "ad": "ad|ads|advert|adverts|advertisement|adslot|ad-?slot|ad-?container|dfp|sponsored|promo|promoted",
+    "embed": "embed|video-?embed|oembed|instagram-?media|tiktok-?embed|fb-?video|youtube-?player",
+    "tracker": "analytics|tracking|tracker|pixel|clicky|statcounter",
+    "comments": "comments|comment-?list|comment-?respond|disqus",
+    "chrome": "breadcrumbs?|author-?bio|author-?box|about-?author|print-?button|toolbar|skip-?link",
+}
+_KIND_OF_WORD = [(kind, re.compile(rf"(?:^|[-_])(?:{words})(?:$|[-_])", re.I)) for kind, words in _BLOCK_KINDS.items()]
+_ANY_BLOCK_WORD = re.compile("|".join(f"(?:{p.pattern})" for _, p in _KIND_OF_WORD), re.I)
+# a container of the story itself ("entry-content has-caption") is never dropped for a word
+_STORY_WORD = re.compile(r"(?:^|[-_])(?:content|body|article|entry|story|main|post|text)(?:$|[-_])", re.I)
+_DROP_TAGS = {"figcaption": "figcaption", "noscript": "embed", "iframe": "embed", "template": "embed"}
+# tags whose class words are trusted; an <a> or <em> is part of a sentence and stays
+_BLOCK_TAGS = {"div", "section", "aside", "ul", "ol", "li", "p", "span", "figure", "footer", "nav", "form",
+               "table", "dl", "header", "small", "h2", "h3", "h4", "h5", "h6"}
+_WALK_TAGS = tuple(_BLOCK_TAGS) + tuple(_DROP_TAGS)
 
 
-def _tokens(el) -> list[str]:
-    return (el.get("class") or "").split() + ([el.get("id")] if el.get("id") else [])
+def _class_id(el) -> str:
+    return f"{el.get('class') or ''} {el.get('id') or ''}"
 
 
-def _looks_like_block(el) -> Optional[str]:
-    tokens = _tokens(el)
-    hit = next((t for t in tokens if _BLOCK_TOKEN.search(t)), None)
-    if not hit:
+def _block_kind(el) -> Optional[str]:
+    """The boilerplate kind named by the element's class/id tokens, or None."""
+    kind = _names_kind(_class_id(el))
+    return None if kind is None or _is_prose(el) else kind
+
+
+def _is_link_list(el) -> bool:
+    """A list of two or more items that are each nothing but one short link: related or nav."""
+    items = [li for li in el if li.tag == "li"]
+    if len(items) < 2 or len(items) != len(el):
+        return False
+    for li in items:
+        text = " ".join(li.text_content().split())
+        links = [a for a in li.iter("a")]
+        if not text or len(links) != 1 or len(text) > 160:
+            return False
+        if len(" ".join(links[0].text_content().split())) < 0.9 * len(text):
+            return False
+    return True
+
+
+def _hover_cards(tree) -> list:
+    """Cards (a picture plus several links) hidden inside a sentence, shown on hover."""
+    cards = []
+    for img in tree.iter("img"):
+        card = None
+        for anc in img.iterancestors():
+            if anc.tag == "p":
+                if card is not None:
+                    cards.append(card)
+                break
+            if card is None and anc.tag == "span" and len(anc.findall(".//a")) >= 2:
+                card = anc
+    return cards
+
+
+def _lift_tweets(tree, removed: Counter) -> None:
+    """Keep quoted tweets (story content) even inside a social/embed wrapper the pre-pass drops."""
+    for quote in tree.iter("blockquote"):
+        if "twitter-tweet" not in (quote.get("class") or ""):
+            continue
+        for anc in quote.iterancestors():
+            if anc.tag in ("body", "html") or _STORY_WORD.search(_class_id(anc)):
+                break
+            if _block_kind(anc) in ("share", "embed"):
+                anc.addprevious(quote)
+                quote.tail = None
+                removed["dom:tweet_kept"] += 1
+                break
+
+
+def _remove(el) -> None:
+    """Remove an element but keep its tail text, which belongs to the parent."""
+    parent = el.getparent()
+    if parent is None:
+        return
+    if el.tail and el.tail.strip():
+        prev = el.getprevious()
+        if prev is not None:
+            prev.tail = (prev.tail or "") + el.tail
+        else:
+            parent.text = (parent.text or "") + el.tail
+    parent.remove(el)
+
+
+def _names_kind(names: str) -> Optional[str]:
+    """The boilerplate kind named by class/id tokens, or None (memoised per page: values repeat)."""
+    if not _ANY_BLOCK_WORD.search(names):
         return None
-    # a container of the story itself that merely carries e.g. "has-caption" is never dropped
-    if any(_NEVER_DROP_TOKEN.search(t) and not _BLOCK_TOKEN.search(t) for t in tokens):
+    tokens = names.split()
+    hits = [t for t in tokens if _ANY_BLOCK_WORD.search(t)]
+    if not hits or any(_STORY_WORD.search(t) and t not in hits for t in tokens):
         return None
+    return next(kind for kind, pattern in _KIND_OF_WORD if any(pattern.search(t) for t in hits))
+
+
+def _is_prose(el) -> bool:
+    """A big block of prose is the story whatever its name says ("post-share-wrapper" around it)."""
     text_len = len(el.text_content())
-    if text_len > 1500:
-        link_len = sum(len(a.text_content()) for a in el.iter("a"))
-        if link_len < 0.5 * text_len:
-            return None
-    return _BLOCK_TOKEN.search(hit).group(0).strip("-_").lower()
+    if text_len <= 1500:
+        return False
+    return sum(len(a.text_content()) for a in el.iter("a")) < 0.5 * text_len
 
 
 def prune_dom(tree, removed: Counter) -> None:
-    """Drop caption, credit, tag-list, share, related, newsletter, embed and ad blocks in place."""
-    doomed = []
-    for el in tree.iter():
-        if not isinstance(el.tag, str):
+    """Drop caption, credit, tag-list, share, related, newsletter, embed, ad and tracker blocks.
+
+    One pass over the block elements in C-filtered document order; the class/id verdict is
+    memoised per distinct attribute value, so the pass costs little more than the walk itself.
+    """
+    _lift_tweets(tree, removed)
+    doomed: list = [(card, "dom:hover_card") for card in _hover_cards(tree)]
+    verdicts: dict[str, Optional[str]] = {}
+    for el in tree.iter(*_WALK_TAGS):
+        tag = el.tag
+        if tag in _DROP_TAGS:
+            doomed.append((el, f"dom:{_DROP_TAGS[tag]}"))
             continue
-        if el.tag in _DROP_TAGS:
-            doomed.append((el, f"dom:{el.tag}"))
-            continue
-        if el.tag in ("html", "body"):
-            continue
-        rule = _looks_like_block(el)
-        if rule:
-            doomed.append((el, f"dom:{rule}"))
-    doomed_set = {el for el, _ in doomed}
+        names = f"{el.get('class') or ''} {el.get('id') or ''}"
+        if names != " ":
+            if names not in verdicts:
+                verdicts[names] = _names_kind(names)
+            kind = verdicts[names]
+            if kind and not _is_prose(el):
+                doomed.append((el, f"dom:{kind}"))
+                continue
+        if tag in ("ul", "ol") and _is_link_list(el):
+            doomed.append((el, "dom:link_list"))
+    root = tree.getroottree().getroot() if hasattr(tree, "getroottree") else tree
     for el, rule in doomed:
-        if any(anc in doomed_set for anc in el.iterancestors()):
-            continue  # goes with its ancestor
-        parent = el.getparent()
-        if parent is None:
-            continue
-        # keep the tail text, which belongs to the parent
-        if el.tail:
-            prev = el.getprevious()
-            if prev is not None:
-                prev.tail = (prev.tail or "") + el.tail
-            else:
-                parent.text = (parent.text or "") + el.tail
-        parent.remove(el)
+        if el.getroottree().getroot() is not root:
+            continue  # went with an ancestor
+        _remove(el)
         removed[rule] += 1
 
 
-# ---- text post-pass -------------------------------------------------------------------------
+# ---- text post-pass --------------------------------------------------------------------------
 
-_AGENCIES = r"(?:Getty|AP|Associated Press|Reuters|AFP|EPA|Shutterstock|Alamy|Pool|Bloomberg|PA|Xinhua|Sipa|ANP|dpa|WPA)"
+_AGENCIES = (r"Getty(?:\s+Images)?|AP|Associated Press|Reuters|AFP|EPA(?:-EFE)?|EFE|Shutterstock|Alamy|"
+             r"Bloomberg|PA(?: Images| Wire)?|Xinhua|Sipa(?: USA)?|ANP|dpa|WPA Pool|Pool|iStock(?:photo)?|"
+             r"NurPhoto|SOPA Images|TASS|Anadolu(?: Agency)?|UPI|Zuma(?: Press)?|Rex Features|Kyodo|Yonhap")
+_PHOTO_WORD = r"(?:Photo(?:graph)?s?|Images?|Pictures?|Pics?|Video|Footage|Illustrations?|Graphics?|Credits?)"
+# "(Photo by X/Getty Images)", "[Image: Reuters]", "(AP Photo/Name)", "(Getty)" closing a line
+_CREDIT_BRACKET = re.compile(
+    rf"[(\[]\s*(?:{_PHOTO_WORD}\b[^()\[\]]{{0,120}}|[^()\[\]]{{0,80}}\b(?:{_AGENCIES})\b[^()\[\]]{{0,60}})"
+    rf"[)\]]\W{{0,3}}(?:\S+\W{{0,3}}){{0,2}}$",
+    re.I,
+)
+# "Photo: X", "Photograph: Name/Agency", "Credit: X", "Image credit: X" starting a short line
+_CREDIT_LEAD = re.compile(rf"^{_PHOTO_WORD}(?:\s+(?:by|credit|courtesy(?: of)?))?\s*[:|/]\s*\S.{{0,160}}$", re.I)
+# "... Photo: Name/Reuters", "... photos © Name, 2018", "... REUTERS/Name", "... | Getty Images" ending a line
 _CREDIT_TAIL = re.compile(
-    rf"[\(\[]\s*(?:(?:Photo|Image|Picture|Pic|Video|Credit)s?\s*(?:by|:|credit:?)?\s*[^()\[\]]{{0,120}}|[^()\[\]]{{0,80}}{_AGENCIES}[^()\[\]]{{0,60}})[\)\]]\s*\S{{0,40}}\s*$",
+    rf"(?:\b{_PHOTO_WORD}(?:\s+(?:by|credit|courtesy(?: of)?))?\s*[:©|]|[|/]\s*(?:{_AGENCIES})\b|"
+    rf"\b(?:{_AGENCIES})\s*/|©|\bvia (?:{_AGENCIES})\b)[^.!?]{{0,80}}\.?$",
     re.I,
 )
-_CREDIT_LINE = re.compile(
-    r"^(?:Photo|Image|Picture|Pic|Credit|Photograph|Illustration)s?\s*(?:credit)?\s*:\s*.{0,160}$", re.I
-)
-_AGENCY_PHOTO = re.compile(rf"\b(?:{_AGENCIES})(?:\s+Images|\s+Photo|/)\b", re.I)
-_GETTY_CAPTION = re.compile(r"^[A-Z][A-Z .,'’-]{2,60}\s[-–—]\s[A-Z]{3,9}\.?\s\d{1,2}:\s")
-_TAGS_LINE = re.compile(r"^(?:Tags?|Tagged(?: with)?|Topics|Keywords)\s*[:：]?\s*(?P<list>[^.!?]{1,300})$", re.I)
-_TAGS_HEADER = re.compile(r"^(?:Tags?|Tagged|Topics|Keywords)\s*[:：]?$", re.I)
-_EMBED = re.compile(
-    r"^(?:@\s?(?:YouTube|Twitter|Instagram|Facebook|TikTok|Vimeo|X)|View this post on Instagram|"
-    r"A post shared by .{1,80}|.{0,200}pic\.twitter\.com/\S+.{0,80}|\u2014\s?.{1,60}\(@\w+\)\s.{0,40}\d{4})$",
+# Getty-style caption: "LONDON, ENGLAND - MARCH 15: ..."
+_DATELINE_CAPTION = re.compile(r"^[A-Z][A-Z .,'’-]{2,60}\s[-–—]\s[A-Z]{3,9}\.?\s\d{1,2}(?:,\s\d{4})?:\s")
+
+_TAG_LABEL = r"(?:Tags?|Tagged(?: (?:with|in|as))?|Topics?|Keywords?|Filed under|Categories|Category|More on|Themen|Schlagw(?:ö|oe)rter)"
+_TAGS_LINE = re.compile(rf"^{_TAG_LABEL}\s*[:：|]\s*(?P<list>.{{1,300}}?)\s*\|?$", re.I)
+_TAGS_HEADER = re.compile(rf"^{_TAG_LABEL}\s*[:：]?$", re.I)
+
+_EMBED_LINE = re.compile(
+    r"^(?:@\s?(?:YouTube|Twitter|Instagram|Facebook|TikTok|Vimeo|X|Spotify|SoundCloud|Reddit|Threads|Bluesky)|"
+    r"\[/?(?:embed|video|audio|caption|button|gallery|tweet|youtube|instagram)\b[^\]]*\].*|"
+    r"(?:View|See) (?:this|the full) post on (?:Instagram|Facebook|X|Twitter|TikTok)|"
+    r"A post shared by .{1,120}|"
+    r"(?:Watch|View|Listen|Play)(?: (?:this|the) (?:video|clip|episode))?(?: on| at) (?:YouTube|Vimeo|Twitter|X|Spotify|SoundCloud|Instagram|TikTok|Facebook)\.?|"
+    r"(?:Embedded|Embed(?:ded)? (?:video|content|tweet|post)|Loading (?:video|player|tweet|embed)).{0,40}|"
+    r"(?:Your browser does not support|This (?:video|embed|content) (?:is|can ?not be|cannot be) (?:not )?(?:available|played|displayed)).{0,120}|"
+    r"(?:pic\.twitter\.com|t\.co|youtu\.be|(?:www\.)?(?:youtube|instagram|tiktok|twitter|x)\.com)/\S+|"
+    r"https?://\S+)$",
     re.I,
 )
-_WIDGET = re.compile(
-    r"^(?:Real[- ]Time Analytics|Web Analytics|Advertisement|ADVERTISEMENT|Sponsored(?: content)?|"
-    r"Story continues below(?: advertisement)?|Continue reading(?: below)?|Read more(?:[:.…].{0,150})?|"
-    r"Read also:.{0,150}|Related(?: (?:stories|articles|coverage|content))?\s*:.{0,200}|Related|"
-    r"Share (?:this|on \w+).{0,60}|Follow us on .{0,120}|Sign up for .{0,200}|Subscribe to .{0,200}|"
-    r"Click here to .{0,160}|Watch:?\s.{0,120}\|\s*Video|Listen to this article.{0,40}|"
-    r"(?:©|\(c\)|Copyright)\s*(?:\d{4}|[A-Z]).{0,160}|All rights reserved\.?.{0,80})$",
+_EMBED_LINK = re.compile(r"\s*\bpic\.twitter\.com/\w+")
+
+_WIDGET_LINE = re.compile(
+    r"^(?:Real[- ]?Time (?:Web )?Analytics|Web Analytics|Analytics by .{1,40}|Site ?Meter|StatCounter.{0,40}|"
+    r"Advertisement|Advertising|Adverti[sz]ement - (?:Scroll|Continue).{0,40}|Sponsored(?: (?:content|links?|by .{1,60}))?|"
+    r"Paid (?:content|post|partner)(?: by .{1,60})?|Promoted(?: (?:content|stories|links))?|"
+    r"(?:Article|Story) continues (?:below|after).{0,40}|Continue reading(?: (?:below|the (?:main )?(?:story|article)))?.{0,3}|"
+    r"Scroll (?:down )?to continue.{0,40}|Skip (?:Ad|advert).{0,20}|"
+    r"Share(?: (?:this|the|on|via|article|story|page|post)\b.{0,60}|:)?|Print(?: this (?:article|page|story))?|"
+    r"E-?mail(?: this (?:article|page|story))?|Comments?(?: \(\d+\))?|\d+ comments?|Leave a (?:comment|reply)|"
+    r"Tell us what you think.{0,20}|Post a comment|Show comments|"
+    r"(?:©|\(c\)|Copyright)\s*(?:\d{4}|[A-Z]).{0,160}|All rights reserved\.?.{0,80}|"
+    r"This (?:material|article|story) may not be (?:published|reproduced|copied).{0,160})$",
     re.I,
 )
-_ALNUM = re.compile(r"\w+", re.U)
+# a label and a headline: "Related: ...", "SEE MORE: ...", "READ MORE - ..."; or the label alone
+_TEASER_LABEL = (r"(?:Related(?: (?:stories|story|articles?|content|coverage|links?|posts?|reading|news|video))?|"
+                 r"(?:See|Read|Watch|Listen|Click)(?: (?:more|also|next|now|here))?|Also read|Read also|More|"
+                 r"More (?:from|on|about|stories|news|coverage|headlines)(?: [\w' .&-]{1,40})?|"
+                 r"(?:You|We think you) (?:may|might|will|could) (?:also )?(?:like|enjoy|be interested in)|"
+                 r"Recommended(?: (?:for you|stories|reading|articles))?|Don'?t miss|Must read|Top stories|"
+                 r"Most (?:popular|read|viewed|shared)|Trending(?: now| stories)?|Further reading|"
+                 r"In (?:other|related) news|Also on [\w .]{1,30}|Editor'?s picks?|Latest (?:news|stories))")
+_TEASER_WITH_HEADLINE = re.compile(rf"^{_TEASER_LABEL}\s*(?:[:»›|>]|\s[-–—]|\.\.\.|…)\s*(?P<rest>.{{0,200}})$", re.I)
+_TEASER_HEADER = re.compile(rf"^{_TEASER_LABEL}\s*(?:[:»›|>]|\.\.\.|…)?$", re.I)
+_HEADLINE_BADGE = re.compile(r"\[(?:VIDEO|PICS|PHOTOS?|INSIGHT|REACTION|POLL|LATEST|LIVE|REVEAL|MAP|GRAPHIC|WATCH)\]\s*\|?$", re.I)
+
+# calls to action: a line made only of such sentences is a widget, however it is worded
+_CTA_SENTENCE = re.compile(
+    r"^(?:Follow (?:us|him|her|them|me|the author|[A-Z][\w.&' -]{0,40}) on (?:Twitter|X|Facebook|Instagram|"
+    r"LinkedIn|TikTok|Threads|YouTube|Bluesky|Mastodon|Google News|Flipboard|WhatsApp|Telegram)|"
+    r"(?:Sign up|Subscribe|Register|Join)(?: (?:now|today|here|free|for free))?(?: (?:for|to)\b)|Subscribe(?: now| today| here)?$|"
+    r"Get (?:the|our) (?:latest|best|top|free|daily|weekly|morning|evening).{0,80}(?:newsletter|inbox|email|app|updates|alerts)|"
+    r"Get .{1,60} (?:delivered|straight|sent|direct) (?:to|through|into|right to) your|"
+    r"(?:Download|Get) (?:the|our) .{1,40} app|Click here|Tap here|CLICK (?:HERE|FOR)|"
+    r"Listen to .{1,60} (?:live|on (?:Spotify|Apple|BBC Sounds))|Listen back|"
+    r"Have a (?:news )?tip|Got a (?:news )?tip|Send us (?:a|your) tip|Contact (?:us|the author|the reporter)|"
+    r"[A-Z][\w.' -]{1,40} (?:may|can) be reached at|(?:Email|E-mail|Write to) (?:us|him|her|them|the author)? ?(?:at|:)|"
+    r"If you (?:enjoyed|liked|value|appreciate) (?:this|our)|Support (?:our|independent) journalism|"
+    r"Become a (?:member|subscriber|patron)|Already a (?:member|subscriber)|"
+    r"Get access to|Use (?:the )?(?:promo )?code|Members get|Thanks for (?:signing up|subscribing|reading)|"
+    r"Keep an eye on your inbox|Sorry!?$|There was an error processing your|"
+    r"Send us your|Tell us what (?:you|YOU) think|Share your (?:thoughts|views|story))",
+    re.I,
+)
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?…])\s+(?=[\"“'‘(A-Z0-9])")
+_WORD = re.compile(r"\w+", re.U)
 
 
 def _norm(s: str) -> str:
-    s = unicodedata.normalize("NFKC", s).lower()
-    return " ".join(_ALNUM.findall(s))
+    return " ".join(_WORD.findall(unicodedata.normalize("NFKC", s).lower()))
 
 
 def split_tags(raw: str) -> list[str]:
-    parts = re.split(r"\s*[,;|•·]\s*", raw.strip())
-    return [p.strip() for p in parts if p.strip() and len(p.strip()) <= 60]
+    """Split a "Tags:" list or a keywords string into tags."""
+    parts = re.split(r"\s*[,;|•·]\s*|\s+/\s+", raw.strip().strip("|").strip())
+    return [p.strip(" .") for p in parts if p.strip(" .") and len(p.strip()) <= 60]
 
 
-def classify_line(line: str, title: Optional[str] = None, first: bool = False) -> Optional[str]:
+def _looks_like_tag_list(items: str) -> bool:
+    """A list of names, not a sentence: short items, no sentence punctuation."""
+    if re.search(r"[.!?]\s|[.!?]$", items) and "," not in items:
+        return False
+    tags = split_tags(items)
+    return bool(tags) and all(len(t.split()) <= 6 for t in tags) and (len(tags) > 1 or len(items.split()) <= 5)
+
+
+def _is_headline_like(line: str) -> bool:
+    """A short line that reads as a teaser headline rather than a sentence of prose."""
+    s = line.lstrip("-•* ").strip()
+    if not s or len(s) > 160:
+        return False
+    if _HEADLINE_BADGE.search(s):
+        return True
+    return not re.search(r"[.!?:;,]\W?$", s) or len(s.split()) <= 12 and not s.endswith((".", ","))
+
+
+def _is_headline(line: str, titles: Iterable[str]) -> bool:
+    """The line repeats the page title (exactly, or with/without a site name or kicker)."""
+    if len(line) > 300 or line.endswith("."):
+        return False
+    words = set(_norm(line).split())
+    if not words:
+        return False
+    for title in titles:
+        twords = set(_norm(title).split())
+        if not twords:
+            continue
+        shared = len(words & twords)
+        if shared / len(words | twords) >= 0.8 or (shared == len(twords) and len(words) <= len(twords) + 6) \
+                or (shared == len(words) and len(words) >= 0.6 * len(twords)):
+            return True
+    return False
+
+
+def _is_cta(line: str) -> bool:
+    """Every sentence of the line is a call to action (follow, subscribe, click, contact...)."""
+    if len(line) > 500:
+        return False
+    sentences = [s for s in _SENTENCE_SPLIT.split(line) if s.strip()]
+    return bool(sentences) and all(_CTA_SENTENCE.match(s.strip(" -–—•*")) for s in sentences)
+
+
+def _is_caption(line: str) -> bool:
+    """A photo caption or credit line: closed by a bracketed/labelled credit, or a credit alone."""
+    if _CREDIT_LEAD.match(line):
+        return True
+    if len(line) <= 1200 and _CREDIT_BRACKET.search(line):
+        return True
+    if len(line) <= 300 and _CREDIT_TAIL.search(line):
+        return True
+    return bool(_DATELINE_CAPTION.match(line)) and len(line) < 1200
+
+
+def classify_line(line: str, titles: Iterable[str] = (), first: bool = False) -> Optional[str]:
     """Return the name of the rule that marks ``line`` as boilerplate, or None to keep it."""
     s = line.strip()
     if not s:
         return "empty"
-    if first and title and _norm(s) == _norm(title):
+    if first and _is_headline(s, titles):
         return "repeated_headline"
-    if _EMBED.match(s):
+    if _EMBED_LINE.match(s):
         return "embed"
-    if len(s) <= 260 and _WIDGET.match(s):
+    if len(s) <= 260 and _WIDGET_LINE.match(s):
         return "widget"
-    if _CREDIT_LINE.match(s):
-        return "credit"
-    if _CREDIT_TAIL.search(s) and (_AGENCY_PHOTO.search(s) or re.search(r"\b(?:Photo|Image|Picture)s?\b", s, re.I)):
-        return "caption"
-    if _GETTY_CAPTION.match(s) and len(s) < 900:
+    if _TEASER_HEADER.match(s):
+        return "teaser"
+    m = _TEASER_WITH_HEADLINE.match(s)
+    if m and _is_headline_like(m.group("rest") or "x"):
+        return "teaser"
+    if _is_cta(s):
+        return "call_to_action"
+    if _is_caption(s):
         return "caption"
     return None
 
 
-def clean_text(text: str, title: Optional[str], removed: Counter) -> tuple[str, list[str]]:
-    """Drop boilerplate lines; return the clean text and the tags found in "Tags:" lines."""
-    lines = [ln.strip() for ln in text.split("\n")]
+def clean_text(text: str, titles: Iterable[str] | str | None, removed: Counter) -> tuple[str, list[str]]:
+    """Drop boilerplate lines; return the clean text and the tags found in "Tags:" lines.
+
+    Context rules: a "Tags"/"Filed under" header takes the list on the next line with it, and a
+    teaser header ("Related", "Don't miss", "You may also like") takes the run of headline-like
+    lines that follows it.
+    """
+    if isinstance(titles, str):
+        titles = [titles]
+    titles = [t for t in titles or () if t]
     kept: list[str] = []
     tags: list[str] = []
-    expect_tag_list = False
-    for ln in lines:
-        if not ln:
+    expect_tags = teaser_header = False
+    teaser_run = 0
+    for raw in text.split("\n"):
+        line = raw.strip()
+        if not line:
             continue
-        if expect_tag_list:
-            expect_tag_list = False
-            if len(ln) <= 300 and not re.search(r"[.!?]\s", ln) and ("," in ln or len(ln.split()) <= 4):
-                tags.extend(split_tags(ln))
-                removed["tags"] += 1
+        if expect_tags:
+            expect_tags = False
+            if len(line) <= 300 and _looks_like_tag_list(line):
+                tags.extend(split_tags(line))
+                removed["text:tags"] += 1
                 continue
-        if _TAGS_HEADER.match(ln):
-            expect_tag_list = True
-            removed["tags"] += 1
+        if teaser_run:
+            # the list a teaser label heads: list items, or short headlines after a bare label
+            if teaser_run > 0 and len(line) < 200 and (line.startswith(("- ", "• ")) or
+                                                      (teaser_header and _is_headline_like(line))):
+                teaser_run -= 1
+                removed["text:teaser"] += 1
+                continue
+            teaser_run = 0
+        if _TAGS_HEADER.match(line):
+            expect_tags = True
+            removed["text:tags"] += 1
             continue
-        m = _TAGS_LINE.match(ln)
-        if m and ("," in m.group("list") or len(m.group("list").split()) <= 4) and ":" in ln[:12]:
+        m = _TAGS_LINE.match(line)
+        if m and _looks_like_tag_list(m.group("list")):
             tags.extend(split_tags(m.group("list")))
-            removed["tags"] += 1
+            removed["text:tags"] += 1
             continue
-        rule = classify_line(ln, title, first=not kept)
+        rule = classify_line(line, titles, first=not kept)
         if rule:
-            removed[rule] += 1
+            removed[f"text:{rule}"] += 1
+            if rule == "teaser":
+                teaser_run, teaser_header = 8, bool(_TEASER_HEADER.match(line))
             continue
-        kept.append(ln)
+        stripped = _EMBED_LINK.sub("", line)
+        if stripped != line:
+            removed["text:embed_link"] += 1
+        kept.append(stripped)
     return "\n".join(kept), tags
 
 

@@ -1,10 +1,14 @@
 """Extract + clean: one HTML page in, the article's clean text and metadata out.
 
-The page is parsed once with lxml. Metadata that trafilatura reduces or drops (a timezone-aware
-publication time, the canonical link, the site's tags) is read from that tree first; then the
-boilerplate pre-pass prunes it and trafilatura extracts the main text from the pruned tree
-(comments off, precision on: measured best on news pages); the text post-pass finishes the job.
-``newsingest extract`` and the pipeline both call :func:`extract_article`.
+The page is parsed once, with trafilatura's own loader. Metadata is read from that tree first,
+before anything is pruned: meta tags and JSON-LD through trafilatura's cheap readers, plus what
+trafilatura reduces or drops (a timezone-aware publication time, the canonical link, the site's
+tags and section). trafilatura's full metadata pass (htmldate's page-wide date search) costs
+about a fifth of an extraction, so it runs only as a fallback when the page states no date.
+Then the boilerplate pre-pass prunes the tree, trafilatura extracts the main text from it
+(comments off, precision on: measured best on news pages, see benchmarks/extract.py) and the
+text post-pass finishes the job. ``newsingest extract`` and the pipeline both call
+:func:`extract_article`.
 """
 from __future__ import annotations
 
@@ -15,47 +19,47 @@ from collections import Counter
 from typing import Any, Optional
 
 import trafilatura
+from htmldate import find_date
+from lxml.etree import XPath
 
 from pipelines import boilerplate
 
 EXTRACTOR = f"trafilatura {trafilatura.__version__}"
-TRAFILATURA_OPTIONS = dict(include_comments=False, favor_precision=True, include_tables=True, with_metadata=True)
+TRAFILATURA_OPTIONS = dict(include_comments=False, favor_precision=True, include_tables=True)
+_TITLE_SEPARATOR = re.compile(r"\s+[|–—•·:-]\s+|\s+[-–—]\s*$")
 
 
 class ExtractError(Exception):
     """The page yielded no article text."""
 
 
-def _meta(tree, *names: str) -> Optional[str]:
-    for name in names:
-        for attr in ("property", "name", "itemprop"):
-            for el in tree.xpath(f'//meta[@{attr}="{name}"]'):
-                content = (el.get("content") or "").strip()
-                if content:
-                    return content
-    return None
+def _head_meta(tree) -> dict[str, list[str]]:
+    """Every <meta> content by its property/name/itemprop (lower-cased), read in one pass."""
+    found: dict[str, list[str]] = {}
+    for el in tree.iter("meta"):
+        content = (el.get("content") or "").strip()
+        key = el.get("property") or el.get("name") or el.get("itemprop")
+        if content and key:
+            found.setdefault(key.strip().lower(), []).append(content)
+    return found
 
 
-def _meta_all(tree, *names: str) -> list[str]:
-    out: list[str] = []
-    for name in names:
-        for attr in ("property", "name"):
-            out += [(el.get("content") or "").strip() for el in tree.xpath(f'//meta[@{attr}="{name}"]')]
-    return [v for v in out if v]
+def _first(meta: dict[str, list[str]], *names: str) -> Optional[str]:
+    return next((meta[n][0] for n in names if n in meta), None)
 
 
 def _json_ld(tree) -> list[dict]:
     found: list[dict] = []
     for script in tree.xpath('//script[@type="application/ld+json"]'):
         try:
-            doc = json.loads(script.text or "")
+            doc = json.loads(script.text or "", strict=False)
         except (json.JSONDecodeError, TypeError):
             continue
         stack = doc if isinstance(doc, list) else [doc]
         while stack:
             item = stack.pop()
             if isinstance(item, dict):
-                if "@graph" in item and isinstance(item["@graph"], list):
+                if isinstance(item.get("@graph"), list):
                     stack.extend(item["@graph"])
                 found.append(item)
             elif isinstance(item, list):
@@ -64,48 +68,140 @@ def _json_ld(tree) -> list[dict]:
 
 
 def parse_datetime(value: Optional[str]) -> Optional[str]:
-    """An ISO-8601 string in UTC, or None; naive times are taken as UTC."""
-    if not value:
+    """An ISO-8601 string in UTC, or None; naive times and bare dates are taken as UTC."""
+    if not value or not isinstance(value, str):
         return None
     value = value.strip()
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        return None
+        match = re.match(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)(?:\.\d+)?\s*([+-]\d{2}:?\d{2}|Z)?", value)
+        if not match:
+            return None
+        zone = (match.group(3) or "+00:00").replace("Z", "+00:00")
+        zone = zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
+        try:
+            parsed = dt.datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}{zone}")
+        except ValueError:
+            return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
     return parsed.astimezone(dt.timezone.utc).isoformat()
 
 
-def _page_metadata(tree) -> dict[str, Any]:
+def _ld_list(value) -> list[str]:
+    if isinstance(value, str):
+        return boilerplate.split_tags(value)
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def _ld_names(value) -> list[str]:
+    """Names of a JSON-LD author/publisher: a string, an object with "name", or a list of those."""
+    values = value if isinstance(value, list) else [value]
+    names = [v.get("name") if isinstance(v, dict) else v for v in values]
+    return [n.strip() for n in names if isinstance(n, str) and n.strip()]
+
+
+def _ld_first(items: list[dict], key: str):
+    return next((item[key] for item in items if item.get(key)), None)
+
+
+def _page_elements(tree) -> dict[str, list]:
+    """The few elements metadata needs, collected in one C-filtered walk."""
+    found: dict[str, list] = {"h1": [], "canonical": [], "time": [], "tag": [], "category": [], "title": []}
+    for el in tree.iter("h1", "link", "time", "a", "title"):
+        tag = el.tag
+        if tag == "a":
+            rel = el.get("rel")
+            if rel:
+                rels = rel.lower().split()
+                if "tag" in rels:
+                    found["tag"].append(el)
+                elif "category" in rels:
+                    found["category"].append(el)
+        elif tag == "link":
+            if el.get("rel") == "canonical" and el.get("href"):
+                found["canonical"].append(el.get("href").strip())
+        elif tag == "time":
+            if el.get("datetime"):
+                found["time"].append(el.get("datetime"))
+        else:
+            found[tag].append(" ".join(el.text_content().split()))
+    return found
+
+
+def _page_metadata(tree, url: Optional[str]) -> dict[str, Any]:
+    """Metadata of the unpruned page: meta tags and JSON-LD first, page elements as fallback."""
+    meta = _head_meta(tree)
     ld = [d for d in _json_ld(tree) if "Article" in str(d.get("@type", "")) or "datePublished" in d]
-    published = _meta(tree, "article:published_time", "og:article:published_time", "datePublished",
-                      "pubdate", "publish-date", "dc.date.issued", "DC.date.issued")
-    if not published and ld:
-        published = ld[0].get("datePublished")
-    if not published:
-        times = tree.xpath("//time[@datetime]")
-        if times:
-            published = times[0].get("datetime")
-    canonical = None
-    for link in tree.xpath('//link[@rel="canonical"][@href]'):
-        canonical = link.get("href").strip()
-        break
-    tags = _meta_all(tree, "article:tag", "news_keywords")
-    keywords = _meta(tree, "keywords")
-    if not tags and keywords:
-        tags = boilerplate.split_tags(keywords)
-    tags += [a.text_content().strip() for a in tree.xpath('//a[contains(concat(" ", @rel, " "), " tag ")]')]
+    page = _page_elements(tree)
+    published = _first(meta, "article:published_time", "og:article:published_time", "datepublished", "pubdate",
+                       "publish-date", "publish_date", "dc.date.issued", "dcterms.created", "sailthru.date",
+                       "parsely-pub-date") or _ld_first(ld, "datePublished") or _ld_first(ld, "dateCreated")
+    published_at = parse_datetime(published) or parse_datetime(page["time"][0] if page["time"] else None)
+    if not published_at:  # nothing stated in the page: let htmldate search it
+        published_at = parse_datetime(find_date(tree, url=url, extensive_search=False, original_date=True))
+    tags = list(meta.get("article:tag", []))
+    for raw in meta.get("news_keywords", []) + meta.get("keywords", []):
+        tags += boilerplate.split_tags(raw)
+    for item in ld:
+        tags += _ld_list(item.get("keywords"))
+    tags += [a.text_content().strip() for a in page["tag"]]
+    categories = list(meta.get("article:section", [])) + [a.text_content().strip() for a in page["category"]]
+    for item in ld:
+        categories += _ld_list(item.get("articleSection"))
+    head_title = page["title"][0] if page["title"] else ""
+    og_title = _first(meta, "og:title", "twitter:title")
+    headline = _ld_first(ld, "headline")
+    title = og_title or (headline if isinstance(headline, str) else None) or (page["h1"][0] if page["h1"] else None) \
+        or _TITLE_SEPARATOR.split(head_title)[0] or None
+    authors = meta.get("author", []) + meta.get("article:author", []) + meta.get("dc.creator", []) \
+        + [n for item in ld for n in _ld_names(item.get("author"))]
+    authors = [a for a in authors if not a.startswith("http")]
+    if not authors:  # a page-wide search, only when meta tags and JSON-LD name nobody
+        authors = [name for name in [_byline(tree)] if name]
+    publisher = next((n for item in ld for n in _ld_names(item.get("publisher"))), None)
+    image = _first(meta, "og:image", "twitter:image", "twitter:image:src")
+    if not image:
+        ld_image = _ld_first(ld, "image")
+        image = ld_image if isinstance(ld_image, str) else (ld_image or {}).get("url") if isinstance(ld_image, dict) else None
     return {
-        "published_at": parse_datetime(published),
-        "canonical_url": canonical or _meta(tree, "og:url"),
-        "site_name": _meta(tree, "og:site_name", "application-name"),
-        "image": _meta(tree, "og:image", "twitter:image"),
-        "description": _meta(tree, "og:description", "description", "twitter:description"),
-        "section": _meta(tree, "article:section"),
+        "title": title,
+        "titles": [t for t in [title, og_title, headline if isinstance(headline, str) else None, head_title,
+                               _TITLE_SEPARATOR.split(head_title)[0], *page["h1"][:2]] if t],
+        "authors": authors,
+        "published_at": published_at,
+        "canonical_url": (page["canonical"] or [None])[0] or _first(meta, "og:url") or url,
+        "site_name": _first(meta, "og:site_name", "application-name") or publisher or _site_from_title(head_title),
+        "image": image,
+        "description": _first(meta, "og:description", "description", "twitter:description"),
+        "categories": categories,
         "tags": tags,
-        "language": (tree.get("lang") or "").split("-")[0].lower() or None,
+        "language": (tree.get("lang") or _first(meta, "og:locale", "language", "content-language") or "")
+                    .replace("_", "-").split("-")[0].lower() or None,
     }
+
+
+_BYLINE_XPATH = XPath(
+    '//*[@rel="author" or @itemprop="author" or contains(@class, "byline") or contains(@class, "author-name")'
+    ' or contains(@class, "authorName")]')
+
+
+def _byline(tree) -> Optional[str]:
+    """The first short byline-like element of the page, when meta tags and JSON-LD name nobody."""
+    for el in _BYLINE_XPATH(tree):
+        text = " ".join(el.text_content().split())
+        if 2 < len(text) < 80:
+            return text
+    return None
+
+
+def _site_from_title(head_title: str) -> Optional[str]:
+    """"Story title | Site Name" -> "Site Name"."""
+    parts = re.split(r"\s+[|–—•·]\s+|\s+-\s+", head_title)
+    return parts[-1].strip() if len(parts) > 1 and 1 < len(parts[-1]) <= 40 else None
 
 
 def _dedupe(items) -> list[str]:
@@ -117,38 +213,38 @@ def _dedupe(items) -> list[str]:
     return list(seen.values())
 
 
+def _authors(raw: list[str]) -> list[str]:
+    names = [n for item in raw for n in re.split(r";|,|\band\b|&|\|", re.sub(r"^\s*by\s+", "", item, flags=re.I))]
+    return _dedupe(n.strip() for n in names if 1 < len(n.strip()) <= 80)
+
+
 def extract_article(page: bytes | str, url: Optional[str] = None) -> dict[str, Any]:
     """Return title, clean text, lead and metadata of one page; raise ExtractError when empty."""
     tree = boilerplate.parse_html(page)
     if tree is None:
         raise ExtractError("empty or unparseable HTML")
-    meta = _page_metadata(tree)
+    meta = _page_metadata(tree, url)
     removed: Counter = Counter()
     boilerplate.prune_dom(tree, removed)
     doc = trafilatura.bare_extraction(tree, url=url, **TRAFILATURA_OPTIONS)
     if doc is None or not (doc.text or "").strip():
         raise ExtractError("trafilatura found no main text")
-    title = (doc.title or "").strip() or None
-    text, text_tags = boilerplate.clean_text(doc.text, title, removed)
+    text, text_tags = boilerplate.clean_text(doc.text, meta["titles"], removed)
     if not text.strip():
         raise ExtractError("nothing left after boilerplate removal")
-    lead = text.split("\n", 1)[0]
-    authors = [a.strip() for a in re.split(r";|\band\b", doc.author or "") if a.strip()]
-    categories = [c for c in (doc.categories or []) if c]
     return {
-        "title": title,
+        "title": meta["title"],
         "text": text,
-        "lead": lead,
-        "description": meta["description"] or doc.description,
-        "authors": _dedupe(authors),
-        "published_at": meta["published_at"] or parse_datetime(doc.date),
-        "language": meta["language"] or doc.language,
-        "site_name": meta["site_name"] or doc.sitename,
-        "canonical_url": meta["canonical_url"] or doc.url,
-        "image": meta["image"] or doc.image,
-        "source_tags": _dedupe(meta["tags"] + [t for raw in doc.tags or [] for t in boilerplate.split_tags(raw)]
-                               + text_tags),
-        "categories": _dedupe(categories + ([meta["section"]] if meta["section"] else [])),
+        "lead": text.split("\n", 1)[0],
+        "description": meta["description"],
+        "authors": _authors(meta["authors"]),
+        "published_at": meta["published_at"],
+        "language": meta["language"],
+        "site_name": meta["site_name"],
+        "canonical_url": meta["canonical_url"],
+        "image": meta["image"],
+        "source_tags": _dedupe(meta["tags"] + text_tags),
+        "categories": _dedupe(meta["categories"]),
         "extractor": EXTRACTOR,
         "rules_version": boilerplate.RULES_VERSION,
         "removed": dict(sorted(removed.items())),
