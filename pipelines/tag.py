@@ -1,164 +1,591 @@
 """Topic tagging with evidence.
 
-A topic applies when it is a *substantive subject* of the article (DESIGN.md): one of its terms
-appears in the title or the lead, or in at least two separate sentences of the body. One passing
-mention is not a tag. All terms of all topics are matched in one pass of an Aho-Corasick automaton
-over the lower-cased text, with word-boundary checks; exclusion phrases mask the mentions they
-cover ("Odessa, Texas"); support terms ("the alliance") count only in articles that name the topic.
-Each topic carries its score and the evidence (term, offset, sentence, field).
+A topic applies when it is a *substantive subject* of the article (DESIGN.md): the topic or one of
+its named representatives appears in the title or the lead, or in at least two separate sentences
+of the body. One passing mention is not a tag, and neither is a mention inside an enumeration of
+three or more countries ("exports to Egypt, Turkey and Ukraine").
+
+Every term of every topic, in every language, is matched in one pass of an Aho-Corasick automaton
+over a normalised copy of the text (NFKC, case-folded, one apostrophe, Cyrillic look-alikes folded
+onto Latin) with word-boundary checks; offsets map back to the original text so each piece of
+evidence points at what the reader sees. The taxonomy (taxonomy.yaml) says what each term is:
+
+- primary terms name the topic on their own; support terms ("the alliance", "Russian") count only
+  in an article that also names the topic;
+- exclusion phrases mask the mentions they cover ("speaks Russian", "chicken Kiev");
+- namesake cues switch a name off for the whole article ("Moscow, Idaho" once means every
+  "Moscow" in that story is the town in Idaho);
+- a country set feeds the enumeration rule.
+
+``TaxonomyWatcher`` lets a long-running worker pick up an edited taxonomy without a restart.
 """
 from __future__ import annotations
 
 import bisect
 import functools
+import hashlib
+import logging
 import math
+import os
 import re
+import time
+import unicodedata
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Iterable, Optional
+from itertools import product
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import ahocorasick
 import yaml
 
-PRIMARY, SUPPORT, EXCLUDE = "primary", "support", "exclude"
-_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’»)]*\s+|\n+")
+log = logging.getLogger(__name__)
+
+PRIMARY, SUPPORT, EXCLUDE, CUE, COUNTRY = range(5)
+MAX_EVIDENCE = 50
+LEAD_SENTENCES = 2  # a lead longer than this (a text without paragraphs) is cut to its first sentences
+
+# ----------------------------------------------------------------------------------------------
+# Normalisation: the automaton sees a folded copy of the text; offsets map back to the original.
+
+# Every character that is not a letter or a digit becomes a space, one for one, and the text is
+# preceded by one: a needle " kyiv" can then only match at the start of a word (the left word
+# boundary is free), and the automaton's root has a single transition, which keeps the scan fast.
+_ASCII_FOLD = str.maketrans({chr(i): chr(i).lower() if chr(i).isalnum() else " " for i in range(128)})
+_ASCII_PUNCT = tuple(c for c in map(chr, range(128)) if not c.isalnum() and c != " ")
+# non-ASCII punctuation and spaces frequent in news text: English text with curly quotes and dashes
+# stays on the ASCII path once they are spaces
+_WIDE_PUNCT = tuple("\u2019\u2018\u201c\u201d\u2014\u2013\u2026\u00a0\u00ab\u00bb\u201e\u201a\u02bc\u2032"
+                    "\u00b4\u2010\u2011\u2012\u2015\u2022\u00b7\u00a9\u00ae\u2122\u20ac\u00a3\u00b0\u2009"
+                    "\u200a\u202f\u2002\u2003\u00ad\u200b\u2116\u00a7\u00bf\u00a1\u2039\u203a")
+_NOT_WORD = re.compile(r"[^\w ]|_")
+# Cyrillic letters that look like Latin ones, folded (after case folding) so that a Latin "i"
+# typed inside a Ukrainian word, or a Cyrillic "а" inside "Ukrаine", still matches; "ё" as "е".
+_LOOKALIKES = tuple(zip("аеорсухіјѕёї", "aeopcyxijseï"))
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+
+
+def _replace_all(s: str, chars: Iterable, new: Optional[str] = None) -> str:
+    """Replace one character at a time: str.replace beats str.translate on non-ASCII text."""
+    for old in chars:
+        if isinstance(old, tuple):
+            old, replacement = old
+        else:
+            replacement = new
+        if old in s:
+            s = s.replace(old, replacement)
+    return s
+
+
+def _spaced(folded: str) -> str:
+    """Case-folded non-ASCII text with every non-letter, non-digit a space, look-alikes folded."""
+    folded = _replace_all(folded, _ASCII_PUNCT, " ")
+    if not folded.replace(" ", "").isalnum():  # rarer punctuation left: the slower general way
+        folded = _NOT_WORD.sub(" ", folded)
+    return _replace_all(folded, _LOOKALIKES)
+
+
+def _fold_cluster(cluster: str) -> str:
+    return unicodedata.normalize("NFKC", cluster).casefold()
+
+
+class OffsetMap:
+    """Positions in a folded text back to the original, where folding changed some lengths
+    ("ß" became "ss", "ﬁ" "fi", an "e" with a combining accent "é")."""
+
+    __slots__ = ("_spans", "_folded_starts")
+
+    def __init__(self, spans: list[tuple[int, int, int, int]]):
+        self._spans = spans  # (folded start, folded length, original start, original length)
+        self._folded_starts = [s[0] for s in spans]
+
+    def start(self, pos: int) -> int:
+        i = bisect.bisect_right(self._folded_starts, pos) - 1
+        if i < 0:
+            return pos
+        f_start, f_len, o_start, o_len = self._spans[i]
+        return o_start if pos < f_start + f_len else o_start + o_len + pos - f_start - f_len
+
+    def end(self, pos: int) -> int:
+        i = bisect.bisect_right(self._folded_starts, pos - 1) - 1
+        if i < 0:
+            return pos
+        f_start, f_len, o_start, o_len = self._spans[i]
+        return o_start + o_len + max(0, pos - f_start - f_len)
+
+
+def normalize(text: str) -> tuple[str, Optional[OffsetMap]]:
+    """``(folded, offset_map)``: a space, then the text as the automaton sees it (NFKC, case-folded,
+    non-letters as spaces, look-alikes folded), and the map from positions in the text after
+    that first space back to ``text`` (None when the two align one to one)."""
+    if not text.isascii():
+        text = _replace_all(text, _WIDE_PUNCT, " ")
+    if text.isascii():
+        return " " + text.translate(_ASCII_FOLD), None
+    if unicodedata.is_normalized("NFKC", text):
+        folded = text.casefold()
+        if len(folded) == len(text):  # case folding is per character: equal length means aligned
+            return " " + _spaced(folded), None
+    folded, offsets = _fold_runs(text)
+    return " " + _spaced(folded), offsets
+
+
+def _fold_runs(text: str) -> tuple[str, Optional[OffsetMap]]:
+    """NFKC and case folding run by run of non-ASCII text, cluster by cluster (a base and its
+    combining marks) where lengths change, recording those clusters."""
+    pieces: list[str] = []
+    spans: list[tuple[int, int, int, int]] = []
+    pos = folded_len = 0
+    for m in _NON_ASCII_RUN.finditer(text):
+        start, stop = m.span()
+        if start > pos and unicodedata.combining(text[start]):
+            start -= 1  # the accent belongs to the ASCII letter before it
+        pieces.append(text[pos:start].lower())
+        folded_len += start - pos
+        run = text[start:stop]
+        folded = _fold_cluster(run)
+        if len(folded) == len(run) and unicodedata.is_normalized("NFKC", run):
+            pieces.append(folded)
+            folded_len += len(run)
+        else:
+            i = start
+            while i < stop:
+                j = i + 1
+                while j < stop and unicodedata.combining(text[j]):
+                    j += 1
+                cluster = _fold_cluster(text[i:j])
+                if len(cluster) != j - i:
+                    spans.append((folded_len, len(cluster), i, j - i))
+                pieces.append(cluster)
+                folded_len += len(cluster)
+                i = j
+        pos = stop
+    pieces.append(text[pos:].lower())
+    return "".join(pieces), (OffsetMap(spans) if spans else None)
+
+
+def needle_of(form: str) -> str:
+    """How a term is looked up: folded like the text, one space before it (a word start)."""
+    return " " + normalize(form)[0].strip()
+
+
+def _case_key(s: str) -> str:
+    """What an exact-case term is compared on: its letters and digits, case kept."""
+    return " ".join(_NOT_WORD.sub(" ", unicodedata.normalize("NFKC", s)).split())
+
+
+# ----------------------------------------------------------------------------------------------
+# Taxonomy: YAML in, one automaton out.
+
+_BRACES = re.compile(r"\{([^{}]*)\}")
+
+
+def expand(form: str, sets: dict[str, list[str]], name: Optional[str] = None) -> Iterator[tuple[str, bool]]:
+    """Expand ``{set}``, ``{a|b|}`` and ``{name}`` in a term; yield ``(form, exact_case)``.
+
+    A leading ``=`` (on the term or on a set member) asks for the exact case."""
+    exact = form.startswith("=")
+    form = form[1:] if exact else form
+    slots = _BRACES.findall(form)
+    if not slots:
+        yield form, exact
+        return
+    choices = []
+    for slot in slots:
+        if "|" in slot:
+            choices.append(slot.split("|"))
+        elif slot == "name" and name is not None:
+            choices.append([name])
+        elif slot in sets:
+            choices.append(sets[slot])
+        else:
+            raise ValueError(f"taxonomy: unknown set {{{slot}}} in {form!r}")
+    pieces = _BRACES.split(form)  # literal, slot, literal, slot, ..., literal
+    for combo in product(*choices):
+        out, combo_exact = [pieces[0]], exact
+        for k, option in enumerate(combo):
+            if option.startswith("="):
+                option, combo_exact = option[1:], True
+            out += [option, pieces[2 * k + 2]]
+        yield "".join(out), combo_exact
 
 
 @dataclass(frozen=True)
-class _Term:
-    topic: str
-    kind: str
-    form: str  # as written in the taxonomy
-    cased: bool
+class _Entry:
+    kind: int
+    topic: int = -1  # index into Taxonomy.topic_ids, -1 for phrases that belong to no topic
+    exact: Optional[str] = None  # the form the original text must show, for exact-case terms
+    stem: bool = False  # the needle is a stem: the word may go on for up to max_suffix letters
+    bans: tuple[str, ...] = ()  # CUE: the needles it switches off for the whole article
+
+
+def _listed(value: Any) -> list[str]:
+    """A term list, or a mapping of lists (entities by kind, forms by language), flattened."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [str(t) for v in value.values() for t in _listed(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _listed(v)]
+    return [str(value)]
 
 
 class Taxonomy:
-    """A compiled taxonomy: one automaton over every term and exclusion phrase."""
+    """A compiled taxonomy: one automaton over every term, exclusion, cue and country name."""
 
-    def __init__(self, doc: dict[str, Any]):
-        self.version = str(doc.get("version", "unversioned"))
+    def __init__(self, doc: dict[str, Any], digest: str = ""):
+        doc = doc or {}
+        declared = str(doc.get("version") or "unversioned")
+        self.digest = digest
+        self.declared_version = declared
+        self.version = f"{declared}+{digest[:8]}" if digest else declared
+        self.max_suffix = int(doc.get("stem_max_suffix", 4))
+        sets = {k: _listed(v) for k, v in (doc.get("sets") or {}).items()}
+        self.topic_ids: list[str] = []
         self.labels: dict[str, str] = {}
-        self.automaton = ahocorasick.Automaton()
-        entries: dict[str, list[_Term]] = {}
-        for topic in doc.get("topics") or []:
-            tid = topic["id"]
-            self.labels[tid] = topic.get("label", tid)
-            for kind, key, cased in ((PRIMARY, "terms", False), (PRIMARY, "cased", True),
-                                     (SUPPORT, "support", False), (EXCLUDE, "exclude", False)):
-                for form in topic.get(key) or []:
-                    form = str(form).strip()
-                    if form:
-                        entries.setdefault(form.lower(), []).append(_Term(tid, kind, form, cased))
-        if not entries:
+        entries: dict[str, list[_Entry]] = {}
+
+        def add(raw: str, kind: int, topic: int = -1, name: Optional[str] = None, bans: tuple = ()):
+            for form, exact in expand(raw.strip(), sets, name):
+                stem = form.endswith("*")
+                form = form.rstrip("*").strip()
+                needle = needle_of(form)
+                if not needle.strip():
+                    continue
+                entry = _Entry(kind, topic, _case_key(form) if exact else None, stem, bans)
+                bucket = entries.setdefault(needle, [])
+                if entry not in bucket:
+                    bucket.append(entry)
+
+        for idx, topic in enumerate(doc.get("topics") or []):
+            tid = str(topic["id"])
+            self.topic_ids.append(tid)
+            self.labels[tid] = str(topic.get("label", tid))
+            for key in ("aliases", "entities", "forms", "terms"):
+                for raw in _listed(topic.get(key)):
+                    add(raw, PRIMARY, idx)
+            for raw in _listed(topic.get("cased")):
+                add("=" + raw.lstrip("="), PRIMARY, idx)
+            for raw in _listed(topic.get("support")):
+                add(raw, SUPPORT, idx)
+            for raw in _listed(topic.get("exclude")):
+                add(raw, EXCLUDE)
+            namesakes = topic.get("namesakes") or {}
+            if isinstance(namesakes, list):
+                namesakes = {n: [] for n in namesakes}
+            for name, cues in namesakes.items():
+                banned = tuple(needle_of(f.rstrip("*")).strip() for f, _ in expand(str(name), sets))
+                for raw in list(_listed(doc.get("namesake_cues"))) + _listed(cues):
+                    add(raw, CUE, name=str(name), bans=banned)
+        for raw in sets.get("countries", []):  # proper names: exact case keeps "china" and "turkey" out
+            add("=" + raw.lstrip("="), COUNTRY)
+        if not any(e.kind in (PRIMARY, SUPPORT) for bucket in entries.values() for e in bucket):
             raise ValueError("taxonomy has no terms")
-        for needle, terms in entries.items():
-            self.automaton.add_word(needle, (needle, tuple(terms)))
+        self.term_count = len(entries)
+        self.automaton = ahocorasick.Automaton()
+        for needle, bucket in entries.items():
+            only = bucket[0]
+            plain = len(bucket) == 1 and only.kind <= SUPPORT and not only.stem and only.exact is None
+            self.automaton.add_word(needle, (len(needle), needle[1:], tuple(bucket),
+                                             (only.topic, only.kind) if plain else None))
         self.automaton.make_automaton()
 
     @classmethod
     def from_yaml(cls, text: str) -> "Taxonomy":
-        return cls(yaml.safe_load(text))
+        return _compile(text)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16)
+def _compile(text: str) -> Taxonomy:
+    """Compiled once per distinct file content (the digest is part of the version)."""
+    return Taxonomy(yaml.safe_load(text), hashlib.sha256(text.encode("utf-8")).hexdigest())
+
+
 def default_taxonomy() -> Taxonomy:
-    return Taxonomy.from_yaml(resources.files("pipelines").joinpath("taxonomy.yaml").read_text("utf-8"))
+    return _compile(resources.files("pipelines").joinpath("taxonomy.yaml").read_text("utf-8"))
 
 
-@functools.lru_cache(maxsize=8)
 def load_taxonomy(path: Optional[str] = None) -> Taxonomy:
+    """The taxonomy in ``path`` (local or any Beam filesystem URL), or the bundled one."""
     if not path:
         return default_taxonomy()
-    with open(path, encoding="utf-8") as fh:
-        return Taxonomy.from_yaml(fh.read())
+    return _compile(_read(path).decode("utf-8"))
 
 
-def _is_word_char(ch: str) -> bool:
-    return ch.isalnum() or ch == "_"
+def _read(path: str) -> bytes:
+    if "://" in path:
+        from apache_beam.io.filesystems import FileSystems
+
+        with FileSystems.open(path) as fh:
+            return fh.read()
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
-def _mentions(taxonomy: Taxonomy, text: str) -> list[tuple[int, int, _Term]]:
-    """(start, end, term) for every boundary-respecting match, exclusion spans applied."""
-    lowered = text.lower()
-    if len(lowered) != len(text):  # a few characters change length when lower-cased
-        lowered = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
-    found: list[tuple[int, int, _Term]] = []
-    masks: list[tuple[int, int]] = []
-    for end_idx, (needle, terms) in taxonomy.automaton.iter(lowered):
-        start = end_idx - len(needle) + 1
-        end = end_idx + 1
-        if (start > 0 and _is_word_char(lowered[start - 1])) or (end < len(lowered) and _is_word_char(lowered[end])):
-            if not needle[-1:].isalnum() or not needle[:1].isalnum():
-                pass  # a term that starts or ends with punctuation carries its own boundary
+def _stamp(path: str) -> tuple:
+    """What changes when the file does: (modification time, size)."""
+    if "://" in path:
+        from apache_beam.io.filesystems import FileSystems
+
+        meta = FileSystems.match([path])[0].metadata_list[0]
+        return meta.last_updated_in_seconds, meta.size_in_bytes
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
+
+
+class TaxonomyWatcher:
+    """The taxonomy as a slowly changing input of a long-running worker.
+
+    ``current()`` returns the compiled taxonomy and, at most every ``interval_s`` seconds, looks at
+    the file's modification time and size; when they changed it re-reads the file, and recompiles
+    when its content hash changed. A file that fails to load keeps the previous taxonomy in force
+    (logged, counted in ``errors``) until the next change; the first load fails loudly. Without a
+    path the bundled taxonomy is used and never re-read.
+    """
+
+    def __init__(self, path: Optional[str] = None, interval_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.path = path
+        self.interval_s = interval_s
+        self.reloads = 0
+        self.errors = 0
+        self._clock = clock
+        self._checked = 0.0
+        self._stamp: Optional[tuple] = None
+        self._taxonomy = load_taxonomy(path)
+        if path:
+            self._stamp = _stamp(path)
+            self._checked = clock()
+
+    def current(self) -> Taxonomy:
+        if self.path and self._clock() - self._checked >= self.interval_s:
+            self._checked = self._clock()
+            self._refresh()
+        return self._taxonomy
+
+    def _refresh(self) -> None:
+        try:
+            stamp = _stamp(self.path)
+            if stamp == self._stamp:
+                return
+            self._stamp = stamp
+            taxonomy = load_taxonomy(self.path)
+        except Exception as exc:  # a half-written or broken file must not stop the stream
+            self.errors += 1
+            log.warning("taxonomy %s not reloaded, keeping %s: %s", self.path, self._taxonomy.version, exc)
+            return
+        if taxonomy is not self._taxonomy:
+            if taxonomy.declared_version == self._taxonomy.declared_version:
+                log.warning("taxonomy %s changed without a new version (%s)", self.path, taxonomy.version)
+            log.info("taxonomy %s reloaded: %s -> %s", self.path, self._taxonomy.version, taxonomy.version)
+            self._taxonomy = taxonomy
+            self.reloads += 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Sentences: boundaries found in one regex pass; abbreviations and initials do not end one.
+
+_ABBREVIATIONS = ("Mr", "Mrs", "Ms", "Dr", "Prof", "Gen", "Col", "Lt", "Sgt", "Capt", "Cmdr", "Adm",
+                  "Gov", "Sen", "Rep", "Pres", "Sr", "Jr", "St", "Mt", "Ft", "No", "vs", "etc", "Inc",
+                  "Co", "Corp", "Ltd", "Jan", "Feb", "Mar", "Apr", "Jun", "Jul", "Aug", "Sep",
+                  "Sept", "Oct", "Nov", "Dec", "approx", "ca", "Nr", "bzw", "usw", "Hr", "Fr", "ul",
+                  "gen", "płk", "tys", "mln", "mld", "ok", "tzw", "ген", "тыс", "млн", "млрд", "тис", "им")
+_UPPER = "A-ZÀ-ÖØ-ÞĀĂĄĆČĎĐĒĘĚĞĪĮİĹĽŁŃŇŌŐŒŔŘŚŞŠŢŤŪŮŰŲŹŻŽА-ЯЁЄІЇҐ"
+# one lookbehind per abbreviation length (a lookbehind needs a fixed width)
+_not_after_abbreviation = "".join(
+    rf"(?<!\b(?:{'|'.join(sorted(a for a in _ABBREVIATIONS if len(a) == n))})\.)"
+    for n in sorted({len(a) for a in _ABBREVIATIONS}))
+_CLOSING = "[\"'”’»)\\]]*"
+# one pattern per end mark, each starting with a literal so that the engine skips ahead fast
+_SENTENCE_ENDS = (
+    ("\n", re.compile(r"\n\s*")),  # a paragraph break always ends a sentence
+    (".", re.compile(r"\." + _not_after_abbreviation + rf"(?<!\b[{_UPPER}]\.){_CLOSING}\s+"
+                     rf"(?=[\"'“‘«(\[]*[0-9{_UPPER}])")),
+    ("!", re.compile(rf"![!?]*{_CLOSING}\s+")),
+    ("?", re.compile(rf"\?[!?]*{_CLOSING}\s+")),
+    ("…", re.compile(rf"…{_CLOSING}\s+")),
+)
+
+
+def sentence_starts(text: str) -> list[int]:
+    """Where each sentence of ``text`` starts (the first is 0)."""
+    ends = [0]
+    for mark, pattern in _SENTENCE_ENDS:
+        if mark in text:
+            ends.extend(m.end() for m in pattern.finditer(text))
+    return sorted(set(ends))
+
+
+# ----------------------------------------------------------------------------------------------
+# Matching.
+
+_LIST_GAP = re.compile(
+    r"\s*(?:[,;/&]|,?\s*(?:and|or|as well as|und|oder|sowie|et|ou|y|e|o|i|oraz|lub|albo|ani|"
+    r"и|или|і|й|та|або|чи)\b)\s*(?:(?:the|die|der|la|le|les|el)\s+|l')?",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class _Scan:
+    """What one pass of the automaton over one field found (offsets into the original field)."""
+    mentions: list  # (start, end, topic, kind, needle)
+    masks: list  # (start, end)
+    countries: list  # (start, end)
+    bans: set
+
+
+def _scan(taxonomy: Taxonomy, text: str) -> _Scan:
+    folded, offsets = normalize(text)
+    length = len(folded)
+    max_suffix = taxonomy.max_suffix
+    mentions, masks, countries, bans = [], [], [], set()
+    for last, (size, word, entries, plain) in taxonomy.automaton.iter(folded):
+        end = last + 1
+        start = end - size + 1  # the needle's first character is the space before the word
+        closed = end == length or folded[end] == " "
+        if plain is not None and offsets is None:  # the common case, kept short
+            if closed:
+                mentions.append((start - 1, end - 1, plain[0], plain[1], word))
+            continue
+        for entry in entries:
+            stop = end
+            if not closed:  # the word goes on: only a stem may take the rest of it
+                if not entry.stem:
+                    continue
+                while stop < length and folded[stop] != " " and stop - end <= max_suffix:
+                    stop += 1
+                if stop - end > max_suffix:
+                    continue
+            if offsets is None:  # positions in the original text: one less for the leading space
+                o_start, o_end, o_stem_end = start - 1, stop - 1, end - 1
             else:
-                continue
-        for term in terms:
-            if term.kind == EXCLUDE:
-                masks.append((start, end))
-            elif not term.cased or text[start:end] == term.form:
-                found.append((start, end, term))
-    if masks:
-        found = [m for m in found if not any(s <= m[0] and m[1] <= e for s, e in masks)]
-    # keep the longest of overlapping mentions of one topic ("Vladimir Putin" over "Putin")
-    found.sort(key=lambda m: (m[0], -(m[1] - m[0])))
-    kept: list[tuple[int, int, _Term]] = []
-    last_end: dict[str, int] = {}
-    for m in found:
-        if m[0] >= last_end.get(m[2].topic, -1):
-            kept.append(m)
-            last_end[m[2].topic] = m[1]
+                o_start, o_end, o_stem_end = offsets.start(start - 1), offsets.end(stop - 1), offsets.end(end - 1)
+            if entry.exact is not None:
+                seen = text[o_start:o_stem_end]
+                if seen != entry.exact and (seen.isalnum() or _case_key(seen) != entry.exact):
+                    continue
+            kind = entry.kind
+            if kind <= SUPPORT:
+                mentions.append((o_start, o_end, entry.topic, kind, word))
+            elif kind == COUNTRY:
+                countries.append((o_start, o_end))
+            else:
+                masks.append((o_start, o_end))
+                if kind == CUE:
+                    bans.update(entry.bans)
+    return _Scan(mentions, masks, countries, bans)
+
+
+def _enumerated(text: str, countries: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Spans of country names that stand in an enumeration of three or more countries."""
+    if len(countries) < 3:
+        return []
+    spans = sorted(set(countries), key=lambda s: (s[0], -s[1]))
+    longest = []
+    for s in spans:  # "United States" inside "the United States" counts once
+        if not longest or s[0] >= longest[-1][1]:
+            longest.append(s)
+    listed, run = [], [longest[0]]
+    for prev, cur in zip(longest, longest[1:]):
+        if cur[0] - prev[1] <= 16 and _LIST_GAP.fullmatch(text, prev[1], cur[0]):
+            run.append(cur)
+            continue
+        if len(run) >= 3:
+            listed += run
+        run = [cur]
+    if len(run) >= 3:
+        listed += run
+    return listed
+
+
+def _inside(span: tuple[int, int], covers: list[tuple[int, int]]) -> bool:
+    return any(s <= span[0] and span[1] <= e for s, e in covers)
+
+
+def _banned(needle: str, bans: set) -> bool:
+    """A namesake ban on "moscow" also covers "moscow's" forms and longer names that hold it."""
+    padded = f" {needle} "
+    return any(f" {b} " in padded for b in bans)
+
+
+def _kept(scan: _Scan, text: str, bans: set) -> list[tuple[int, int, int, int, bool]]:
+    """Mentions that survive masks and namesake bans, longest first among overlaps of one
+    topic, each as ``(start, end, topic, kind, enumerated)``."""
+    listed = dict(_enumerated(text, scan.countries))  # start -> end
+    found = sorted(scan.mentions, key=lambda m: (m[0], -(m[1] - m[0])))
+    kept, last_end = [], {}
+    for start, end, topic, kind, needle in found:
+        if bans and _banned(needle, bans):
+            continue
+        if scan.masks and _inside((start, end), scan.masks):
+            continue
+        if start < last_end.get(topic, -1):
+            continue
+        last_end[topic] = end
+        kept.append((start, end, topic, kind, listed.get(start, -1) >= end))
     return kept
 
 
-def _sentence_starts(text: str) -> list[int]:
-    return [0] + [m.end() for m in _SENTENCE_END.finditer(text)]
+def _lead_end(text: str, lead: Optional[str], starts: list[int]) -> int:
+    if lead and text.startswith(lead):
+        end = len(lead)
+    else:
+        end = text.find("\n")
+        end = len(text) if end < 0 else end
+    if len(starts) > LEAD_SENTENCES:
+        end = min(end, starts[LEAD_SENTENCES])
+    return end
 
 
 def tag_article(title: Optional[str], text: str, taxonomy: Optional[Taxonomy] = None,
                 lead: Optional[str] = None) -> list[dict[str, Any]]:
-    """Topics of one article, each ``{"id", "label", "score", "evidence"}``, best first."""
+    """Topics of one article, each ``{"id", "label", "score", "evidence"}``, best first.
+
+    Evidence items are ``{"term", "offset", "sentence", "field"}``; ``offset`` indexes the title for
+    field "title" and the text for "lead" and "text"."""
     taxonomy = taxonomy or default_taxonomy()
     title = title or ""
     text = text or ""
-    lead_end = len(lead) if lead and text.startswith(lead) else (text.find("\n") if "\n" in text else len(text))
-    starts = _sentence_starts(text)
-    by_topic: dict[str, list[dict[str, Any]]] = {}
-    anchored: set[str] = set()
-    for field_name, body in (("title", title), ("text", text)):
-        for start, end, term in _mentions(taxonomy, body):
-            if field_name == "text":
-                sentence = bisect.bisect_right(starts, start) - 1
-                where = "lead" if start < lead_end else "text"
-            else:
-                sentence, where = 0, "title"
-            if term.kind == PRIMARY:
-                anchored.add(term.topic)
-            by_topic.setdefault(term.topic, []).append(
-                {"term": body[start:end], "offset": start, "sentence": sentence, "field": where, "_kind": term.kind}
-            )
+    title_scan, text_scan = _scan(taxonomy, title), _scan(taxonomy, text)
+    if not title_scan.mentions and not text_scan.mentions:
+        return []
+    bans = title_scan.bans | text_scan.bans
+    in_title, in_text = _kept(title_scan, title, bans), _kept(text_scan, text, bans)
+    anchored = {m[2] for m in in_title if m[3] == PRIMARY} | {m[2] for m in in_text if m[3] == PRIMARY}
+    if not anchored:
+        return []
+    starts = sentence_starts(text) if in_text else [0]
+    lead_end = _lead_end(text, lead, starts)
+    found: dict[int, list[tuple[str, int, int, int]]] = {}  # topic -> (field, start, end, sentence)
+    for start, end, topic, kind, enumerated in in_title:
+        if topic in anchored and not enumerated:
+            found.setdefault(topic, []).append(("title", start, end, 0))
+    for start, end, topic, kind, enumerated in in_text:
+        if topic in anchored and not enumerated:
+            found.setdefault(topic, []).append(("lead" if start < lead_end else "text", start, end,
+                                                bisect.bisect_right(starts, start) - 1))
     topics = []
-    for tid, evidence in by_topic.items():
-        if tid not in anchored:
-            continue
-        in_title = any(e["field"] == "title" for e in evidence)
-        in_lead = any(e["field"] == "lead" for e in evidence)
-        body_sentences = {e["sentence"] for e in evidence if e["field"] != "title"}
-        if not (in_title or in_lead or len(body_sentences) >= 2):
-            continue
-        weight = 1.2 * in_title + 0.8 * in_lead + 0.35 * len(body_sentences)
-        score = round(1 - math.exp(-weight), 4)
-        for e in evidence:
-            del e["_kind"]
-        topics.append({"id": tid, "label": taxonomy.labels[tid], "score": score, "evidence": evidence[:50]})
+    for topic, mentions in found.items():
+        fields = {m[0] for m in mentions}
+        sentences = len({m[3] for m in mentions if m[0] != "title"})
+        if not ("title" in fields or "lead" in fields or sentences >= 2):
+            continue  # a passing mention
+        weight = 1.0 * ("title" in fields) + 0.7 * ("lead" in fields) + 0.3 * sentences
+        tid = taxonomy.topic_ids[topic]
+        evidence = [{"term": (title if field == "title" else text)[start:end], "offset": start,
+                     "sentence": sentence, "field": field}
+                    for field, start, end, sentence in mentions[:MAX_EVIDENCE]]
+        topics.append({"id": tid, "label": taxonomy.labels[tid], "score": round(1 - math.exp(-weight), 4),
+                       "evidence": evidence})
     topics.sort(key=lambda t: (-t["score"], t["id"]))
     return topics
 
 
-def tag_records(records: Iterable[dict], taxonomy: Optional[Taxonomy] = None) -> Iterable[dict]:
+def tag_records(records: Iterable[dict], taxonomy: Optional[Taxonomy] = None) -> Iterator[dict]:
     """Add ``topics`` and ``taxonomy_version`` to each record (the ``newsingest tag`` path)."""
     taxonomy = taxonomy or default_taxonomy()
     for rec in records:
         rec = dict(rec)
-        rec["topics"] = tag_article(rec.get("title"), rec.get("text", ""), taxonomy, rec.get("lead"))
+        rec["topics"] = tag_article(rec.get("title"), rec.get("text") or "", taxonomy, rec.get("lead"))
         rec["taxonomy_version"] = taxonomy.version
         yield rec
