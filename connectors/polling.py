@@ -190,19 +190,16 @@ def record_success(state: FeedState, policy: PollPolicy, status: int, headers: M
     fresh: list[dict[str, Any]] = []
     if status != 304:
         seen = set(state.seen)
-        current: list[str] = []
+        current: dict[str, None] = {}  # ordered, and the same entry twice in one document counts once
         for entry in entries:
             key = entry["entry_id"][:SEEN_ID_CHARS]
-            if key in current:
-                continue  # the same entry twice in one document
-            current.append(key)
-            if key not in seen:
+            if key not in current and key not in seen:
                 fresh.append(entry)
+            current[key] = None
         if first_poll and not policy.emit_existing:
             fresh = []
-        current_set = set(current)
-        older = [k for k in state.seen if k not in current_set]
-        state.seen = (current + older)[:max(policy.max_seen_ids, len(current))]
+        older = [k for k in state.seen if k not in current]
+        state.seen = (list(current) + older)[:max(policy.max_seen_ids, len(current))]
     delay = success_interval(policy, headers, update_interval_s, now, default_s)
     state.next_poll_at = now + delay
     return PollOutcome(state, fresh, delay, status=status)
