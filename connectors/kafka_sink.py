@@ -325,7 +325,7 @@ class _KafkaWriteFn(beam.DoFn):
         key = out.key.decode(errors="replace")
         if not self.dead_letter_topic or out.topic == self.dead_letter_topic:
             raise SinkDeliveryError(f"record {key} is {what} for topic {out.topic!r} and there is no dead-letter "
-                                    f"topic to take it: {type(error).__name__}: {error}")
+                                    f"topic to take it: {_describe(error)}")
         self.dead.inc()
         log.warning("record %s is %s for %s, sent to %s: %r", key, what, out.topic, self.dead_letter_topic, error)
         letter = DeadLetter(
