@@ -9,8 +9,11 @@ is the same with single tokens. Speed is documents per second over the same page
 Data sets (each a ``ground-truth.json`` of ``{id: {"articleBody": ..., "url": ...}}`` beside
 ``html/ID.html[.gz]``):
   aeb-dev   ../shared/data/extraction/aeb-dev when present, else benchmarks/data/extraction/aeb-dev
-  seed      the five seed pages, gold = their story paragraphs (benchmarks/data/extraction/seed)
-  styles    other templates and boilerplate wordings (tests/data/extraction/styles)
+  seed      the five seed pages (../shared/data/seed/pages, else tests/data/seed), gold = their story
+            paragraphs and subheading (tests/data/extraction/seed)
+  styles    24 pages: real article text in four other templates with other wordings of the
+            boilerplate (tests/data/extraction/styles, built by build_styles.py there)
+Seed and styles gold also lists the junk lines of each page; "junk left" counts the survivors.
 
 Run: ``python benchmarks/extract.py [--repeat N] [--sets aeb-dev,seed,styles]``.
 Prints a table and ends with one JSON line of all figures.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import logging
 import re
 import sys
 import time
@@ -30,6 +34,8 @@ from typing import Callable, Optional
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import logging  # noqa: E402
+
 import trafilatura  # noqa: E402
 
 from pipelines.extract import ExtractError, extract_article  # noqa: E402
@@ -37,23 +43,36 @@ from pipelines.extract import ExtractError, extract_article  # noqa: E402
 _TOKEN = re.compile(r"\w+", re.U)
 
 
-def _data_dir(name: str) -> Path:
-    shared = REPO.parent / "shared" / "data" / "extraction" / name
-    bundled = {"aeb-dev": REPO / "benchmarks" / "data" / "extraction" / "aeb-dev",
-               "seed": REPO / "benchmarks" / "data" / "extraction" / "seed",
-               "styles": REPO / "tests" / "data" / "extraction" / "styles"}[name]
-    return shared if name == "aeb-dev" and (shared / "ground-truth.json").exists() else bundled
+SHARED = REPO.parent / "shared" / "data"
+TESTS = REPO / "tests" / "data"
+
+
+def _folders(name: str) -> tuple[Path, Path]:
+    """(folder of ground-truth.json, folder of the pages) of one data set; ../shared first."""
+    if name == "aeb-dev":
+        shared = SHARED / "extraction" / "aeb-dev"
+        folder = shared if (shared / "ground-truth.json").exists() else REPO / "benchmarks" / "data" / "extraction" / "aeb-dev"
+        return folder, folder / "html"
+    if name == "seed":
+        pages = SHARED / "seed" / "pages"
+        return TESTS / "extraction" / "seed", pages if pages.is_dir() else TESTS / "seed"
+    return TESTS / "extraction" / name, TESTS / "extraction" / name / "html"
 
 
 def load_set(name: str) -> list[tuple[str, str, Optional[str], str]]:
     """(id, html, url, gold text) of every page of one data set."""
-    folder = _data_dir(name)
-    truth = json.loads((folder / "ground-truth.json").read_text(encoding="utf-8"))
+    return [(page_id, html, item.get("url"), item["articleBody"]) for page_id, html, item in load_items(name)]
+
+
+def load_items(name: str) -> list[tuple[str, str, dict]]:
+    """(id, html, gold item) of every page of one data set; seed and styles items also list junk."""
+    truth_dir, html_dir = _folders(name)
+    truth = json.loads((truth_dir / "ground-truth.json").read_text(encoding="utf-8"))
     pages = []
     for page_id, item in sorted(truth.items()):
-        gz, plain = folder / "html" / f"{page_id}.html.gz", folder / "html" / f"{page_id}.html"
+        gz, plain = html_dir / f"{page_id}.html.gz", html_dir / f"{page_id}.html"
         raw = gzip.decompress(gz.read_bytes()) if gz.exists() else plain.read_bytes()
-        pages.append((page_id, raw.decode("utf-8", errors="replace"), item.get("url"), item["articleBody"]))
+        pages.append((page_id, raw.decode("utf-8", errors="replace"), item))
     return pages
 
 
@@ -98,13 +117,26 @@ CONFIGS: dict[str, Callable[[str, Optional[str]], str]] = {
 }
 
 
-def run_config(fn, pages, repeat: int) -> tuple[list[str], float]:
-    best, outputs = float("inf"), []
+def run_configs(pages, repeat: int) -> dict[str, tuple[list[str], float]]:
+    """Outputs and documents per second of every config; passes interleave, the best pass counts."""
+    best = {name: float("inf") for name in CONFIGS}
+    outputs: dict[str, list[str]] = {}
     for _ in range(repeat):
-        start = time.perf_counter()
-        outputs = [fn(html, url) for _, html, url, _ in pages]
-        best = min(best, time.perf_counter() - start)
-    return outputs, len(pages) / best
+        for name, fn in CONFIGS.items():
+            start = time.perf_counter()
+            outputs[name] = [fn(html, url) for _, html, url, _ in pages]
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: (outputs[name], len(pages) / best[name]) for name in CONFIGS}
+
+
+def junk_left(outputs: list[str], items: list[dict]) -> tuple[int, int]:
+    """How many of the pages' known junk lines survive in the outputs, out of how many."""
+    left = total = 0
+    for out, item in zip(outputs, items):
+        for junk in item.get("junk", []):
+            total += 1
+            left += junk in out
+    return left, total
 
 
 def main(argv=None) -> int:
@@ -113,19 +145,24 @@ def main(argv=None) -> int:
     parser.add_argument("--sets", default="aeb-dev,seed,styles")
     parser.add_argument("--show", help="print per-page figures of this config name for the worst pages")
     args = parser.parse_args(argv)
+    logging.getLogger("trafilatura").setLevel(logging.ERROR)  # its "discarding data" lines are not figures
     results: dict[str, dict] = {}
     for set_name in args.sets.split(","):
-        pages = load_set(set_name)
+        items = load_items(set_name)
+        pages = [(page_id, html, item.get("url"), item["articleBody"]) for page_id, html, item in items]
         golds = [gold for *_, gold in pages]
         print(f"\n{set_name}: {len(pages)} pages")
-        print(f"{'config':38} {'P':>6} {'R':>6} {'F1':>6} {'bowF1':>6} {'docs/s':>7}")
+        print(f"{'config':38} {'P':>6} {'R':>6} {'F1':>6} {'bowF1':>6} {'docs/s':>7} {'junk left':>10}")
         figures = {}
-        for name, fn in CONFIGS.items():
-            outputs, speed = run_config(fn, pages, args.repeat)
+        for name, (outputs, speed) in run_configs(pages, args.repeat).items():
             sh, bow = score(outputs, golds, 4), score(outputs, golds, 1)
+            left, total = junk_left(outputs, [item for *_, item in items])
             figures[name] = {"precision": round(sh["precision"], 4), "recall": round(sh["recall"], 4),
                              "f1": round(sh["f1"], 4), "bow_f1": round(bow["f1"], 4), "docs_per_s": round(speed, 1)}
-            print(f"{name:38} {sh['precision']:6.3f} {sh['recall']:6.3f} {sh['f1']:6.3f} {bow['f1']:6.3f} {speed:7.1f}")
+            if total:
+                figures[name]["junk_left"] = f"{left}/{total}"
+            junk = f"{left}/{total}" if total else "-"
+            print(f"{name:38} {sh['precision']:6.3f} {sh['recall']:6.3f} {sh['f1']:6.3f} {bow['f1']:6.3f} {speed:7.1f} {junk:>10}")
             if args.show == name:
                 rows = []
                 for (page_id, *_), out, gold in zip(pages, outputs, golds):

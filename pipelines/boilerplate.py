@@ -51,7 +51,8 @@ _DROP_TAGS = {"figcaption": "figcaption", "noscript": "embed", "iframe": "embed"
 # tags whose class words are trusted; an <a> or <em> is part of a sentence and stays
 _BLOCK_TAGS = {"div", "section", "aside", "ul", "ol", "li", "p", "span", "figure", "footer", "nav", "form",
                "table", "dl", "header", "small", "h2", "h3", "h4", "h5", "h6"}
-_WALK_TAGS = tuple(_BLOCK_TAGS) + tuple(_DROP_TAGS)
+_LABEL_TAGS = ("strong", "b", "em", "dt", "label")  # may hold a "Tags:" label; their class words are not trusted
+_WALK_TAGS = tuple(_BLOCK_TAGS) + tuple(_DROP_TAGS) + _LABEL_TAGS
 
 
 def _class_id(el) -> str:
@@ -142,17 +143,52 @@ def _is_prose(el) -> bool:
     return sum(len(a.text_content()) for a in el.iter("a")) < 0.5 * text_len
 
 
-def prune_dom(tree, removed: Counter) -> None:
+def _tag_list_block(label) -> tuple[Optional[object], list[str]]:
+    """The block a "Tags:"/"Topics:" label heads, and the tags it lists (its links, or its text)."""
+    block = label if label.find(".//a") is not None else label.getparent()
+    if block is None or block.tag in ("body", "html") or len(block.text_content()) > 400:
+        return None, []
+    links = [" ".join(a.text_content().split()) for a in block.iter("a")]
+    if links:
+        return block, [t for t in links if t]
+    rest = " ".join(block.text_content().split())[len(" ".join((label.text or "").split())):]
+    return (block, split_tags(rest)) if _looks_like_tag_list(rest) else (None, [])
+
+
+def _unwrap_layout_tables(tree, removed: Counter) -> None:
+    """A table holding the story in one cell is layout: make it divs, so <br> paragraphs stay lines."""
+    for table in list(tree.iter("table")):
+        cells = [td for td in table.iter("td") if len(td.text_content()) > 500]
+        if not cells or any(anc.tag == "table" for anc in table.iterancestors()):
+            continue
+        for el in table.iter("table", "tbody", "thead", "tfoot", "tr", "td", "th"):
+            el.tag = "div"
+        removed["dom:layout_table"] += 1
+
+
+def prune_dom(tree, removed: Counter) -> list[str]:
     """Drop caption, credit, tag-list, share, related, newsletter, embed, ad and tracker blocks.
 
     One pass over the block elements in C-filtered document order; the class/id verdict is
     memoised per distinct attribute value, so the pass costs little more than the walk itself.
+    Returns the tags of the tag lists it removed.
     """
     _lift_tweets(tree, removed)
+    _unwrap_layout_tables(tree, removed)
     doomed: list = [(card, "dom:hover_card") for card in _hover_cards(tree)]
+    tags: list[str] = []
     verdicts: dict[str, Optional[str]] = {}
     for el in tree.iter(*_WALK_TAGS):
         tag = el.tag
+        label = el.text
+        if label and len(label) < 40 and _TAGS_HEADER.match(label.strip()):
+            block, listed = _tag_list_block(el)
+            if block is not None:
+                doomed.append((block, "dom:tags"))
+                tags += listed
+                continue
+        if tag in _LABEL_TAGS:
+            continue
         if tag in _DROP_TAGS:
             doomed.append((el, f"dom:{_DROP_TAGS[tag]}"))
             continue
@@ -172,6 +208,7 @@ def prune_dom(tree, removed: Counter) -> None:
             continue  # went with an ancestor
         _remove(el)
         removed[rule] += 1
+    return tags
 
 
 # ---- text post-pass --------------------------------------------------------------------------
@@ -224,7 +261,7 @@ _WIDGET_LINE = re.compile(
     r"Share(?: (?:this|the|on|via|article|story|page|post)\b.{0,60}|:)?|Print(?: this (?:article|page|story))?|"
     r"E-?mail(?: this (?:article|page|story))?|Comments?(?: \(\d+\))?|\d+ comments?|Leave a (?:comment|reply)|"
     r"Tell us what you think.{0,20}|Post a comment|Show comments|"
-    r"(?:©|\(c\)|Copyright)\s*(?:\d{4}|[A-Z]).{0,160}|All rights reserved\.?.{0,80}|"
+    r"(?:(?:©|\(c\)|Copyright)\s*)+(?:\d{4}|[A-Z]).{0,160}|All rights reserved\.?.{0,80}|"
     r"This (?:material|article|story) may not be (?:published|reproduced|copied).{0,160})$",
     re.I,
 )

@@ -225,7 +225,7 @@ def extract_article(page: bytes | str, url: Optional[str] = None) -> dict[str, A
         raise ExtractError("empty or unparseable HTML")
     meta = _page_metadata(tree, url)
     removed: Counter = Counter()
-    boilerplate.prune_dom(tree, removed)
+    dom_tags = boilerplate.prune_dom(tree, removed)
     doc = trafilatura.bare_extraction(tree, url=url, **TRAFILATURA_OPTIONS)
     if doc is None or not (doc.text or "").strip():
         raise ExtractError("trafilatura found no main text")
@@ -243,7 +243,7 @@ def extract_article(page: bytes | str, url: Optional[str] = None) -> dict[str, A
         "site_name": meta["site_name"],
         "canonical_url": meta["canonical_url"],
         "image": meta["image"],
-        "source_tags": _dedupe(meta["tags"] + text_tags),
+        "source_tags": _dedupe(meta["tags"] + dom_tags + text_tags),
         "categories": _dedupe(meta["categories"]),
         "extractor": EXTRACTOR,
         "rules_version": boilerplate.RULES_VERSION,
