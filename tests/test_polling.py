@@ -114,7 +114,7 @@ def test_parking_after_consecutive_failures_and_recovery():
 
 def test_seen_ids_bounded_but_cover_the_current_feed():
     def entries(*ids):
-        return [{"entry_id": f"{i:040d}", "link": f"http://x/{i}"} for i in ids]
+        return [{"entry_id": hashlib.sha1(str(i).encode()).hexdigest(), "n": i, "link": f"http://x/{i}"} for i in ids]
 
     state = FeedState("u")
     out = record_success(state, POLICY, 200, {}, entries(1, 2, 3), 0.0)
