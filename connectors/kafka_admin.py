@@ -62,7 +62,7 @@ def ensure_topics(kafka_config: Mapping[str, Any], topics: list[str]) -> list[st
     opts = _client_options(kafka_config)
     try:
         admin = KafkaAdminClient(**opts)
-    except (errors.NoBrokersAvailable, errors.KafkaTimeoutError) as exc:
+    except (errors.KafkaTimeoutError, errors.KafkaConnectionError) as exc:
         raise KafkaUnavailable(f"no Kafka broker reachable at {servers} within "
                                f"{opts['bootstrap_timeout_ms'] / 1000:g} s ({exc})") from exc
     except errors.KafkaError as exc:

@@ -10,6 +10,7 @@ import os
 import random
 import shutil
 import subprocess
+import time
 
 import apache_beam as beam
 import pytest
@@ -18,7 +19,7 @@ from connectors.kafka_admin import ensure_topics
 from connectors.kafka_sink import PRODUCER_DEFAULTS, SinkDeliveryError, WriteToKafka, producer_config
 from schemas import SCHEMA_VERSION, validate_dead_letter
 from schemas.wire import avro_decode, avro_fingerprint
-from tests.conftest import consume_all, decode
+from tests.conftest import decode
 from tests.test_schemas import sample_article
 
 MAX_MESSAGE_BYTES = 20000
@@ -39,6 +40,26 @@ def articles(n: int, seed: int = 7) -> list[dict]:
         rec["title"] = f"Story {i}"
         out.append(rec)
     return out
+
+
+def read_topic(bootstrap: str, topic: str) -> list:
+    """Every record on ``topic`` up to its current end offsets (no waiting for silence)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        end = consumer.end_offsets(parts)
+        out, deadline = [], time.monotonic() + 60
+        while any(consumer.position(tp) < end[tp] for tp in parts):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+            for batch in consumer.poll(timeout_ms=1000).values():
+                out.extend(batch)
+        return out
+    finally:
+        consumer.close()
 
 
 def run_write(records: list[dict], *write_args, **write_kwargs) -> None:
@@ -78,7 +99,7 @@ def test_records_keyed_by_id_with_headers_and_identical_bytes(kafka_broker, topi
     ensure_topics(cfg, [topic])
     records = articles(50)
     run_write(records, topic, cfg)
-    got = consume_all(kafka_broker.bootstrap, topic)
+    got = read_topic(kafka_broker.bootstrap, topic)
     assert sorted(m.key.decode() for m in got) == sorted(r["id"] for r in records)
     by_id = {r["id"]: r for r in records}
     for msg in got:
@@ -99,14 +120,14 @@ def test_record_above_max_message_bytes_goes_to_dead_letter_and_run_goes_on(kafk
     big["text"] = base64.b64encode(os.urandom(3 * MAX_MESSAGE_BYTES)).decode()  # incompressible
     run_write(records, topic, cfg, dead_letter_topic=dlq)
 
-    got = consume_all(kafka_broker.bootstrap, topic)
+    got = read_topic(kafka_broker.bootstrap, topic)
     keys = {m.key.decode() for m in got}
     assert keys == {r["id"] for r in records} - {big["id"]}, "every other record, before and after, arrives"
     by_id = {r["id"]: r for r in records}
     for msg in got:  # repeats from re-sent records are the same bytes
         assert decode(msg) == by_id[msg.key.decode()]
 
-    letters = consume_all(kafka_broker.bootstrap, dlq)
+    letters = read_topic(kafka_broker.bootstrap, dlq)
     assert len(letters) == 1
     letter = decode(letters[0])
     validate_dead_letter(letter)
@@ -135,7 +156,7 @@ def test_avro_values_read_back_with_the_schema_named_in_the_headers(kafka_broker
     ensure_topics(cfg, [topic])
     records = articles(20)
     run_write(records, topic, cfg)
-    got = consume_all(kafka_broker.bootstrap, topic)
+    got = read_topic(kafka_broker.bootstrap, topic)
     by_id = {r["id"]: r for r in records}
     assert {m.key.decode() for m in got} == set(by_id)
     for msg in got:
