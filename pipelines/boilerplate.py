@@ -231,6 +231,8 @@ _CREDIT_TAIL = re.compile(
     rf"\b(?:{_AGENCIES})\s*/|©|\bvia (?:{_AGENCIES})\b)[^.!?]{{0,80}}\.?$",
     re.I,
 )
+_CREDIT_HINTS = ("photo", "image", "picture", "pic", "video", "footage", "illustr", "graphic", "credit", "©", "/", "|",
+                 "via ")
 # Getty-style caption: "LONDON, ENGLAND - MARCH 15: ..."
 _DATELINE_CAPTION = re.compile(r"^[A-Z][A-Z .,'’-]{2,60}\s[-–—]\s[A-Z]{3,9}\.?\s\d{1,2}(?:,\s\d{4})?:\s")
 
@@ -347,21 +349,25 @@ def _is_headline(line: str, titles: Iterable[str]) -> bool:
 
 def _is_cta(line: str) -> bool:
     """Every sentence of the line is a call to action (follow, subscribe, click, contact...)."""
-    if len(line) > 500:
+    if len(line) > 500 or not _CTA_SENTENCE.match(line.lstrip(" -–—•*")):
         return False
     sentences = [s for s in _SENTENCE_SPLIT.split(line) if s.strip()]
-    return bool(sentences) and all(_CTA_SENTENCE.match(s.strip(" -–—•*")) for s in sentences)
+    return all(_CTA_SENTENCE.match(s.strip(" -–—•*")) for s in sentences)
 
 
 def _is_caption(line: str) -> bool:
     """A photo caption or credit line: closed by a bracketed/labelled credit, or a credit alone."""
-    if _CREDIT_LEAD.match(line):
+    if len(line) <= 200 and _CREDIT_LEAD.match(line):
         return True
-    if len(line) <= 1200 and _CREDIT_BRACKET.search(line):
+    tail = line[-220:]  # credits close a line: only its end is searched, and only when a hint is there
+    end = tail[-40:]
+    if len(line) <= 1200 and (")" in end or "]" in end) and _CREDIT_BRACKET.search(tail):
         return True
-    if len(line) <= 300 and _CREDIT_TAIL.search(line):
-        return True
-    return bool(_DATELINE_CAPTION.match(line)) and len(line) < 1200
+    if len(line) <= 300:
+        low = tail[-140:].lower()
+        if any(hint in low for hint in _CREDIT_HINTS) and _CREDIT_TAIL.search(tail):
+            return True
+    return len(line) < 1200 and bool(_DATELINE_CAPTION.match(line))
 
 
 def classify_line(line: str, titles: Iterable[str] = (), first: bool = False) -> Optional[str]:
@@ -371,15 +377,16 @@ def classify_line(line: str, titles: Iterable[str] = (), first: bool = False) ->
         return "empty"
     if first and _is_headline(s, titles):
         return "repeated_headline"
-    if _EMBED_LINE.match(s):
-        return "embed"
-    if len(s) <= 260 and _WIDGET_LINE.match(s):
-        return "widget"
-    if _TEASER_HEADER.match(s):
-        return "teaser"
-    m = _TEASER_WITH_HEADLINE.match(s)
-    if m and _is_headline_like(m.group("rest") or "x"):
-        return "teaser"
+    if len(s) <= 300:  # widgets, embeds and teasers are short; prose skips these patterns
+        if _EMBED_LINE.match(s):
+            return "embed"
+        if len(s) <= 260 and _WIDGET_LINE.match(s):
+            return "widget"
+        if _TEASER_HEADER.match(s):
+            return "teaser"
+        m = _TEASER_WITH_HEADLINE.match(s)
+        if m and _is_headline_like(m.group("rest") or "x"):
+            return "teaser"
     if _is_cta(s):
         return "call_to_action"
     if _is_caption(s):
@@ -434,7 +441,7 @@ def clean_text(text: str, titles: Iterable[str] | str | None, removed: Counter) 
             if rule == "teaser":
                 teaser_run, teaser_header = 8, bool(_TEASER_HEADER.match(line))
             continue
-        stripped = _EMBED_LINK.sub("", line)
+        stripped = _EMBED_LINK.sub("", line) if "pic.twitter.com/" in line else line
         if stripped != line:
             removed["text:embed_link"] += 1
         kept.append(stripped)

@@ -218,6 +218,31 @@ def _authors(raw: list[str]) -> list[str]:
     return _dedupe(n.strip() for n in names if 1 < len(n.strip()) <= 80)
 
 
+def _restore_subheadings(tree, text: str, removed: Counter) -> str:
+    """Put back subheadings trafilatura dropped between two paragraphs it kept.
+
+    Without an <article>-like container (utility-class or bare templates) trafilatura gathers
+    the paragraphs but can lose the <h2>/<h3> between them; a heading whose neighbours are
+    adjacent lines of the output belongs to the story.
+    """
+    lines = text.split("\n")
+    index = {" ".join(line.split()): i for i, line in enumerate(lines)}
+    inserts: list[tuple[int, str]] = []
+    for heading in tree.iter("h2", "h3", "h4"):
+        title = " ".join(heading.text_content().split())
+        prev, nxt = heading.getprevious(), heading.getnext()
+        if not title or len(title) > 150 or prev is None or nxt is None or title in index:
+            continue
+        before = index.get(" ".join(prev.text_content().split()))
+        after = index.get(" ".join(nxt.text_content().split()))
+        if before is not None and after == before + 1:
+            inserts.append((after, title))
+    for position, title in sorted(inserts, reverse=True):
+        lines.insert(position, title)
+        removed["restored:subheading"] += 1
+    return "\n".join(lines)
+
+
 def extract_article(page: bytes | str, url: Optional[str] = None) -> dict[str, Any]:
     """Return title, clean text, lead and metadata of one page; raise ExtractError when empty."""
     tree = boilerplate.parse_html(page)
@@ -229,7 +254,8 @@ def extract_article(page: bytes | str, url: Optional[str] = None) -> dict[str, A
     doc = trafilatura.bare_extraction(tree, url=url, **TRAFILATURA_OPTIONS)
     if doc is None or not (doc.text or "").strip():
         raise ExtractError("trafilatura found no main text")
-    text, text_tags = boilerplate.clean_text(doc.text, meta["titles"], removed)
+    text = _restore_subheadings(tree, doc.text, removed)
+    text, text_tags = boilerplate.clean_text(text, meta["titles"], removed)
     if not text.strip():
         raise ExtractError("nothing left after boilerplate removal")
     return {
