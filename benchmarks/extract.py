@@ -130,12 +130,18 @@ def run_configs(pages, repeat: int) -> dict[str, tuple[list[str], float]]:
 
 
 def junk_left(outputs: list[str], items: list[dict]) -> tuple[int, int]:
-    """How many of the pages' known junk lines survive in the outputs, out of how many."""
+    """How many of the pages' known junk lines survive in the outputs, out of how many.
+
+    Only output lines that are not story lines count: a story sentence may contain a junk word
+    ("Advertisement revenue fell..."), and that is the point of the trap paragraphs.
+    """
     left = total = 0
     for out, item in zip(outputs, items):
+        story = {" ".join(line.split()) for line in item["articleBody"].split("\n")}
+        rest = "\n".join(line for line in out.split("\n") if " ".join(line.split()) not in story)
         for junk in item.get("junk", []):
             total += 1
-            left += junk in out
+            left += junk in rest
     return left, total
 
 
