@@ -22,8 +22,10 @@ evidence points at what the reader sees. The taxonomy (taxonomy.yaml) says what 
 from __future__ import annotations
 
 import bisect
+import codecs
 import functools
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -51,41 +53,37 @@ LEAD_SENTENCES = 2  # a lead longer than this (a text without paragraphs) is cut
 # preceded by one: a needle " kyiv" can then only match at the start of a word (the left word
 # boundary is free), and the automaton's root has a single transition, which keeps the scan fast.
 _ASCII_FOLD = str.maketrans({chr(i): chr(i).lower() if chr(i).isalnum() else " " for i in range(128)})
-_ASCII_PUNCT = tuple(c for c in map(chr, range(128)) if not c.isalnum() and c != " ")
-# non-ASCII punctuation and spaces frequent in news text: English text with curly quotes and dashes
-# stays on the ASCII path once they are spaces
-_WIDE_PUNCT = tuple("\u2019\u2018\u201c\u201d\u2014\u2013\u2026\u00a0\u00ab\u00bb\u201e\u201a\u02bc\u2032"
+_ASCII_PUNCT = tuple((c, " ") for c in map(chr, range(128)) if not c.isalnum() and c != " ")
+# non-ASCII punctuation and spaces frequent in news text (they become spaces first: English text
+# with curly quotes and dashes then takes the ASCII path)
+_WIDE_PUNCT = tuple((c, " ") for c in "\u2019\u2018\u201c\u201d\u2014\u2013\u2026\u00a0\u00ab\u00bb\u201e\u201a\u02bc\u2032"
                     "\u00b4\u2010\u2011\u2012\u2015\u2022\u00b7\u00a9\u00ae\u2122\u20ac\u00a3\u00b0\u2009"
                     "\u200a\u202f\u2002\u2003\u00ad\u200b\u2116\u00a7\u00bf\u00a1\u2039\u203a")
 _NOT_WORD = re.compile(r"[^\w ]|_")
 # Cyrillic letters that look like Latin ones, folded (after case folding) so that a Latin "i"
 # typed inside a Ukrainian word, or a Cyrillic "а" inside "Ukrаine", still matches; "ё" as "е".
-_LOOKALIKES = tuple(zip("аеорсухіјѕёї", "aeopcyxijseï"))
+_LOOKALIKES = tuple(zip("аеорсухіјѕё", "aeopcyxijse"))
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 
 
-def _replace_all(s: str, chars: Iterable, new: Optional[str] = None) -> str:
+def _replace_all(s: str, pairs: Iterable[tuple[str, str]]) -> str:
     """Replace one character at a time: str.replace beats str.translate on non-ASCII text."""
-    for old in chars:
-        if isinstance(old, tuple):
-            old, replacement = old
-        else:
-            replacement = new
+    for old, new in pairs:
         if old in s:
-            s = s.replace(old, replacement)
+            s = s.replace(old, new)
     return s
 
 
 def _spaced(folded: str) -> str:
     """Case-folded non-ASCII text with every non-letter, non-digit a space, look-alikes folded."""
-    folded = _replace_all(folded, _ASCII_PUNCT, " ")
+    folded = _replace_all(folded, _ASCII_PUNCT)
     if not folded.replace(" ", "").isalnum():  # rarer punctuation left: the slower general way
         folded = _NOT_WORD.sub(" ", folded)
     return _replace_all(folded, _LOOKALIKES)
 
 
 def _fold_cluster(cluster: str) -> str:
-    return unicodedata.normalize("NFKC", cluster).casefold()
+    return unicodedata.normalize("NFKC", cluster).lower()
 
 
 class OffsetMap:
@@ -113,25 +111,66 @@ class OffsetMap:
         return o_start + o_len + max(0, pos - f_start - f_len)
 
 
+def _fold_char(ch: str) -> str:
+    """One character as every path folds it: NFKC, lower case, look-alikes; a space unless it is
+    then one letter or digit."""
+    folded = _replace_all(unicodedata.normalize("NFKC", ch).lower(), _LOOKALIKES)
+    return folded if len(folded) == 1 and folded.isalnum() else " "
+
+
+def _byte_table(codec: str) -> bytes:
+    table = bytearray(range(256))
+    for b in range(256):
+        try:
+            folded = _fold_char(bytes([b]).decode(codec)).encode(codec)
+        except UnicodeError:  # undefined in the codec, or folded outside it
+            folded = b" "
+        table[b] = folded[0] if len(folded) == 1 else 32
+    return bytes(table)
+
+
+# Once its curly quotes and dashes are spaces, most text fits in one single-byte code page: Latin-1
+# (Western European; the fastest to encode), Cyrillic or Central European. Encoded there, one
+# bytes.translate folds the whole text, one for one, at C speed.
+_CODE_PAGES = tuple((codec, _byte_table(codec)) for codec in ("latin-1", "cp1251", "cp1250"))
+_SYMBOLS_AS_SPACES = "newsingest-tag-symbols"
+
+
+def _symbols_as_spaces(exc: UnicodeEncodeError) -> tuple[str, int]:
+    """Encoding error handler: symbols outside the code page (emoji, arrows, CJK punctuation)
+    become spaces, one for one; a letter or digit outside it rules the code page out."""
+    if any(ch.isalnum() for ch in exc.object[exc.start:exc.end]):
+        raise exc
+    return " " * (exc.end - exc.start), exc.end
+
+
+codecs.register_error(_SYMBOLS_AS_SPACES, _symbols_as_spaces)
+
+
 def normalize(text: str) -> tuple[str, Optional[OffsetMap]]:
-    """``(folded, offset_map)``: a space, then the text as the automaton sees it (NFKC, case-folded,
-    non-letters as spaces, look-alikes folded), and the map from positions in the text after
-    that first space back to ``text`` (None when the two align one to one)."""
+    """``(folded, offset_map)``: a space, then the text as the automaton sees it (NFKC, lower case,
+    every non-letter a space, Cyrillic look-alikes as Latin), and the map from positions in the text
+    after that first space back to ``text`` (None when the two align one to one)."""
     if not text.isascii():
-        text = _replace_all(text, _WIDE_PUNCT, " ")
+        text = _replace_all(text, _WIDE_PUNCT)
     if text.isascii():
         return " " + text.translate(_ASCII_FOLD), None
+    for codec, table in _CODE_PAGES:
+        try:
+            return " " + text.encode(codec, _SYMBOLS_AS_SPACES).translate(table).decode(codec), None
+        except UnicodeEncodeError:
+            continue
     if unicodedata.is_normalized("NFKC", text):
-        folded = text.casefold()
-        if len(folded) == len(text):  # case folding is per character: equal length means aligned
+        folded = text.lower()
+        if len(folded) == len(text):  # lower case is per character: equal length means aligned
             return " " + _spaced(folded), None
     folded, offsets = _fold_runs(text)
     return " " + _spaced(folded), offsets
 
 
-def _fold_runs(text: str) -> tuple[str, Optional[OffsetMap]]:
-    """NFKC and case folding run by run of non-ASCII text, cluster by cluster (a base and its
-    combining marks) where lengths change, recording those clusters."""
+def _fold_runs(text: str, chunk: int = 32) -> tuple[str, Optional[OffsetMap]]:
+    """NFKC and lower case, run by run of non-ASCII text and chunk by chunk of a run; cluster by
+    cluster (a base and its combining marks) in the chunks where lengths change, recording them."""
     pieces: list[str] = []
     spans: list[tuple[int, int, int, int]] = []
     pos = folded_len = 0
@@ -141,16 +180,21 @@ def _fold_runs(text: str) -> tuple[str, Optional[OffsetMap]]:
             start -= 1  # the accent belongs to the ASCII letter before it
         pieces.append(text[pos:start].lower())
         folded_len += start - pos
-        run = text[start:stop]
-        folded = _fold_cluster(run)
-        if len(folded) == len(run) and unicodedata.is_normalized("NFKC", run):
-            pieces.append(folded)
-            folded_len += len(run)
-        else:
-            i = start
-            while i < stop:
+        i = start
+        while i < stop:
+            end = min(i + chunk, stop)
+            while end < stop and unicodedata.combining(text[end]):
+                end += 1  # never split a letter from its accents
+            part = text[i:end]
+            lowered = part.lower()
+            if len(lowered) == len(part) and unicodedata.is_normalized("NFKC", part):
+                pieces.append(lowered)
+                folded_len += len(part)
+                i = end
+                continue
+            while i < end:
                 j = i + 1
-                while j < stop and unicodedata.combining(text[j]):
+                while j < end and unicodedata.combining(text[j]):
                     j += 1
                 cluster = _fold_cluster(text[i:j])
                 if len(cluster) != j - i:
@@ -498,27 +542,31 @@ def _enumerated(text: str, countries: list[tuple[int, int]]) -> list[tuple[int, 
     return listed
 
 
-def _inside(span: tuple[int, int], covers: list[tuple[int, int]]) -> bool:
-    return any(s <= span[0] and span[1] <= e for s, e in covers)
-
-
 def _banned(needle: str, bans: set) -> bool:
     """A namesake ban on "moscow" also covers "moscow's" forms and longer names that hold it."""
     padded = f" {needle} "
     return any(f" {b} " in padded for b in bans)
 
 
+def _longest_first(mention: tuple) -> tuple[int, int]:
+    return mention[0], -mention[1]
+
+
 def _kept(scan: _Scan, text: str, bans: set) -> list[tuple[int, int, int, int, bool]]:
     """Mentions that survive masks and namesake bans, longest first among overlaps of one
     topic, each as ``(start, end, topic, kind, enumerated)``."""
     listed = dict(_enumerated(text, scan.countries))  # start -> end
-    found = sorted(scan.mentions, key=lambda m: (m[0], -(m[1] - m[0])))
+    masks = sorted(scan.masks)
+    mask_starts = [s for s, _ in masks]
+    reach = list(itertools.accumulate((e for _, e in masks), max))  # furthest end of masks so far
     kept, last_end = [], {}
-    for start, end, topic, kind, needle in found:
+    for start, end, topic, kind, needle in sorted(scan.mentions, key=_longest_first):
         if bans and _banned(needle, bans):
             continue
-        if scan.masks and _inside((start, end), scan.masks):
-            continue
+        if masks:  # inside a mask: one that starts at or before it reaches its end
+            i = bisect.bisect_right(mask_starts, start)
+            if i and reach[i - 1] >= end:
+                continue
         if start < last_end.get(topic, -1):
             continue
         last_end[topic] = end
