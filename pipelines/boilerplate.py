@@ -396,7 +396,14 @@ def classify_line(line: str, titles: Iterable[str] = (), first: bool = False) ->
     return None
 
 
-def clean_text(text: str, titles: Iterable[str] | str | None, removed: Counter) -> tuple[str, list[str]]:
+def _is_standfirst(line: str, description: Optional[str]) -> bool:
+    """The page's description repeated as an unpunctuated first line: a standfirst, not the lead."""
+    return bool(description) and len(line.split()) >= 6 and not line.endswith((".", "!", "?", '"', "”", "…")) \
+        and _norm(line) == _norm(description)
+
+
+def clean_text(text: str, titles: Iterable[str] | str | None, removed: Counter,
+               description: Optional[str] = None) -> tuple[str, list[str]]:
     """Drop boilerplate lines; return the clean text and the tags found in "Tags:" lines.
 
     Context rules: a "Tags"/"Filed under" header takes the list on the next line with it, and a
@@ -436,6 +443,9 @@ def clean_text(text: str, titles: Iterable[str] | str | None, removed: Counter) 
         if m and _looks_like_tag_list(m.group("list")):
             tags.extend(split_tags(m.group("list")))
             removed["text:tags"] += 1
+            continue
+        if not kept and _is_standfirst(line, description):
+            removed["text:standfirst"] += 1
             continue
         rule = classify_line(line, titles, first=not kept)
         if rule:

@@ -255,7 +255,7 @@ def extract_article(page: bytes | str, url: Optional[str] = None) -> dict[str, A
     if doc is None or not (doc.text or "").strip():
         raise ExtractError("trafilatura found no main text")
     text = _restore_subheadings(tree, doc.text, removed)
-    text, text_tags = boilerplate.clean_text(text, meta["titles"], removed)
+    text, text_tags = boilerplate.clean_text(text, meta["titles"], removed, meta["description"])
     if not text.strip():
         raise ExtractError("nothing left after boilerplate removal")
     return {
