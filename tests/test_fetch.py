@@ -4,9 +4,7 @@ from __future__ import annotations
 import gzip
 import http.server
 import ipaddress
-import os
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
