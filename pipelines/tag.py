@@ -138,8 +138,8 @@ _SYMBOLS_AS_SPACES = "newsingest-tag-symbols"
 
 def _symbols_as_spaces(exc: UnicodeEncodeError) -> tuple[str, int]:
     """Encoding error handler: symbols outside the code page (emoji, arrows, CJK punctuation)
-    become spaces, one for one; a letter or digit outside it rules the code page out."""
-    if any(ch.isalnum() for ch in exc.object[exc.start:exc.end]):
+    become spaces, one for one; a letter, digit or accent outside it rules the code page out."""
+    if any(ch.isalnum() or unicodedata.combining(ch) for ch in exc.object[exc.start:exc.end]):
         raise exc
     return " " * (exc.end - exc.start), exc.end
 
