@@ -574,6 +574,31 @@ def _kept(scan: _Scan, text: str, bans: set) -> list[tuple[int, int, int, int, b
     return kept
 
 
+_CREDIT_MARKERS = ("Reporting by", "reporting by", "Writing by", "Editing by", "Compiled by")
+
+
+def credit_lines(text: str) -> list[tuple[int, int]]:
+    """Spans of wire credits ("Reporting by Olena Harmash in Kyiv; Editing by ..."): where the
+    reporters sat is not what the story is about."""
+    spans = []
+    for marker in _CREDIT_MARKERS:
+        i = text.find(marker)
+        while i >= 0:
+            line_start = text.rfind("\n", 0, i) + 1
+            before = text[line_start:i].strip()
+            if text[i - 1:i] == "(" or before.lower() in ("(additional", "additional"):
+                open_at = text.rfind("(", line_start, i)
+                close = text.find(")", i)
+                end = text.find("\n", i)
+                end = len(text) if end < 0 else end
+                spans.append((open_at if open_at >= 0 else line_start, close + 1 if 0 <= close < end else end))
+            elif not before:
+                end = text.find("\n", i)
+                spans.append((line_start, len(text) if end < 0 else end))
+            i = text.find(marker, i + 1)
+    return spans
+
+
 def _lead_end(text: str, lead: Optional[str], starts: list[int]) -> int:
     if lead and text.startswith(lead):
         end = len(lead)
@@ -598,6 +623,7 @@ def tag_article(title: Optional[str], text: str, taxonomy: Optional[Taxonomy] = 
     if not title_scan.mentions and not text_scan.mentions:
         return []
     bans = title_scan.bans | text_scan.bans
+    text_scan.masks.extend(credit_lines(text))
     in_title, in_text = _kept(title_scan, title, bans), _kept(text_scan, text, bans)
     anchored = {m[2] for m in in_title if m[3] == PRIMARY} | {m[2] for m in in_text if m[3] == PRIMARY}
     if not anchored:

@@ -121,6 +121,13 @@ def test_look_alikes_are_not_topics(title, text):
     assert topic_ids(title, text) == set()
 
 
+def test_wire_credit_lines_are_not_the_story():
+    text = ("Grain prices fell in Brussels on Monday.\nTraders said Ukraine exported less. Prices fell.\n"
+            "(Reporting by Pavel Polityuk in Kyiv; Editing by Jan Harvey)")
+    assert topic_ids("Grain prices fall", text) == set()
+    assert topic_ids("Grain prices fall", text.replace("Prices fell.", "Kyiv said more would come.")) == {"ukraine"}
+
+
 def test_un_secretary_general_is_not_nato():
     text = ("UN Secretary-General Antonio Guterres called for a ceasefire.\n"
             "The secretary-general spoke in New York. Kyiv has asked NATO members for air defence.")
