@@ -43,10 +43,10 @@ _BLOCK_KINDS = {
     "comments": "comments|comment-?list|comment-?respond|disqus",
     "chrome": "breadcrumbs?|author-?bio|author-?box|about-?author|print-?button|toolbar|skip-?link",
 }
-_KIND_OF_WORD = [(kind, re.compile(rf"(?:^|[-_])(?:{words})(?:$|[-_])", re.I)) for kind, words in _BLOCK_KINDS.items()]
+_KIND_OF_WORD = [(kind, re.compile(rf"(?:^|[-_\s])(?:{words})(?:$|[-_\s])", re.I)) for kind, words in _BLOCK_KINDS.items()]
 _ANY_BLOCK_WORD = re.compile("|".join(f"(?:{p.pattern})" for _, p in _KIND_OF_WORD), re.I)
 # a container of the story itself ("entry-content has-caption") is never dropped for a word
-_STORY_WORD = re.compile(r"(?:^|[-_])(?:content|body|article|entry|story|main|post|text)(?:$|[-_])", re.I)
+_STORY_WORD = re.compile(r"(?:^|[-_\s])(?:content|body|article|entry|story|main|post|text)(?:$|[-_\s])", re.I)
 _DROP_TAGS = {"figcaption": "figcaption", "noscript": "embed", "iframe": "embed", "template": "embed"}
 # tags whose class words are trusted; an <a> or <em> is part of a sentence and stays
 _BLOCK_TAGS = {"div", "section", "aside", "ul", "ol", "li", "p", "span", "figure", "footer", "nav", "form",
@@ -263,7 +263,8 @@ _WIDGET_LINE = re.compile(
     r"Share(?: (?:this|the|on|via|article|story|page|post)\b.{0,60}|:)?|Print(?: this (?:article|page|story))?|"
     r"E-?mail(?: this (?:article|page|story))?|Comments?(?: \(\d+\))?|\d+ comments?|Leave a (?:comment|reply)|"
     r"Tell us what you think.{0,20}|Post a comment|Show comments|"
-    r"(?:(?:©|\(c\)|Copyright)\s*)+(?:\d{4}|[A-Z]).{0,160}|All rights reserved\.?.{0,80}|"
+    r"Copyright\s*(?:©|\(c\))?\s*\d{4}.{0,160}|(?:©|\(c\))\s*(?:\d{4}|[A-Z]).{0,160}|"
+    r"Copyright\b.{0,100}(?:\d{4}|All rights reserved)\.?|All rights reserved\.?.{0,80}|"
     r"This (?:material|article|story) may not be (?:published|reproduced|copied).{0,160})$",
     re.I,
 )
