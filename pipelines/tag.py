@@ -2,21 +2,25 @@
 
 A topic applies when it is a *substantive subject* of the article (DESIGN.md): the topic or one of
 its named representatives appears in the title or the lead, or in at least two separate sentences
-of the body. One passing mention is not a tag, and neither is a mention inside an enumeration of
-three or more countries ("exports to Egypt, Turkey and Ukraine").
+of the body. One passing mention is not a tag, and a mention inside an enumeration of three or more
+countries ("exports to Egypt, Turkey and Ukraine") counts only in an article that also speaks of the
+country outside the enumeration. Wire credits ("Reporting by ... in Kyiv") are not the story.
 
 Every term of every topic, in every language, is matched in one pass of an Aho-Corasick automaton
-over a normalised copy of the text (NFKC, case-folded, one apostrophe, Cyrillic look-alikes folded
-onto Latin) with word-boundary checks; offsets map back to the original text so each piece of
-evidence points at what the reader sees. The taxonomy (taxonomy.yaml) says what each term is:
+over a folded copy of the text: NFKC, lower case, every character that is not a letter or digit a
+space, Cyrillic letters that look Latin folded onto Latin, and a space in front, so that each
+needle (" kyiv") starts at a word start; the end of the word is checked on each hit. Positions map
+back to the original text, so every piece of evidence points at what the reader sees. The taxonomy
+(taxonomy.yaml) says what each term is:
 
 - primary terms name the topic on their own; support terms ("the alliance", "Russian") count only
-  in an article that also names the topic;
+  in an article that also has a primary term of the topic;
 - exclusion phrases mask the mentions they cover ("speaks Russian", "chicken Kiev");
-- namesake cues switch a name off for the whole article ("Moscow, Idaho" once means every
+- namesake cues switch a name off for the whole article ("Moscow, Idaho" once means that every
   "Moscow" in that story is the town in Idaho);
-- a country set feeds the enumeration rule.
+- the `countries` set feeds the enumeration rule.
 
+The score grows with a mention in the title, in the lead, and with the number of sentences.
 ``TaxonomyWatcher`` lets a long-running worker pick up an edited taxonomy without a restart.
 """
 from __future__ import annotations
@@ -630,12 +634,15 @@ def tag_article(title: Optional[str], text: str, taxonomy: Optional[Taxonomy] = 
         return []
     starts = sentence_starts(text) if in_text else [0]
     lead_end = _lead_end(text, lead, starts)
+    # an enumerated mention ("exports to Egypt, Turkey and Ukraine") counts only in an article
+    # that also speaks of the topic outside an enumeration
+    spoken_of = {m[2] for m in in_title if not m[4]} | {m[2] for m in in_text if not m[4]}
     found: dict[int, list[tuple[str, int, int, int]]] = {}  # topic -> (field, start, end, sentence)
     for start, end, topic, kind, enumerated in in_title:
-        if topic in anchored and not enumerated:
+        if topic in anchored and topic in spoken_of:
             found.setdefault(topic, []).append(("title", start, end, 0))
     for start, end, topic, kind, enumerated in in_text:
-        if topic in anchored and not enumerated:
+        if topic in anchored and topic in spoken_of:
             found.setdefault(topic, []).append(("lead" if start < lead_end else "text", start, end,
                                                 bisect.bisect_right(starts, start) - 1))
     topics = []
