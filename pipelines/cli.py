@@ -79,7 +79,7 @@ def cmd_feed(args) -> int:
     src = args.source
     try:
         if src.startswith(("http://", "https://")):
-            resp = Fetcher(FetchPolicy(allow_hosts=tuple(args.allow_host))).get(src)
+            resp = Fetcher(FetchPolicy(allow_hosts=tuple(args.allow_host))).get(src, kind="feed")
             parsed = parse_feed(resp.body, resp.url, resp.headers)
         else:
             with open(src, "rb") as fh:
@@ -109,9 +109,12 @@ def run_job(config_path: str, sink: str, output: Optional[str], beam_args: Seque
     config = load_config(config_path)
     if sink == "kafka":
         ensure_topics(config.kafka, list(config.topics.values()))
+    from apache_beam.options.pipeline_options import StandardOptions
+
     options = PipelineOptions(list(beam_args))
+    streaming = options.view_as(StandardOptions).streaming
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, config, sink=sink, output=output)
+    build_pipeline(pipeline, config, sink=sink, output=output, streaming=streaming)
     result = pipeline.run()
     result.wait_until_finish()
     counters = {}

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import yaml
 
 from connectors.fetch import DEFAULT_USER_AGENT, FetchPolicy
+from connectors.polling import PollPolicy
 from pipelines.dedup import DedupConfig
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -46,6 +47,8 @@ class Config:
     kafka: dict[str, Any]
     fetch: FetchPolicy
     dedup: DedupConfig
+    poll: PollPolicy = field(default_factory=PollPolicy)
+    feed_refresh_s: float = 300.0  # streaming: how often the feed list is re-sent to the pollers
     taxonomy_path: Optional[str] = None
     emit_duplicates: bool = True
     feed_content_fallback: bool = True
@@ -83,7 +86,18 @@ def parse_config(doc: dict[str, Any], base_dir: str = ".") -> Config:
         max_redirects=int(f.get("max_redirects", 5)),
         user_agent=str(f.get("user_agent", DEFAULT_USER_AGENT)),
         allow_hosts=tuple(str(h) for h in f.get("allow_hosts") or ()),
+        per_host_concurrency=int(f.get("per_host_concurrency", 2)),
+        per_host_min_delay=float(f.get("per_host_min_delay_s", 0.5)),
+        per_host_max_wait=float(f.get("per_host_max_wait_s", 120)),
+        respect_robots=bool(f.get("respect_robots", True)),
+        robots_ttl=float(f.get("robots_ttl_s", 3600)),
+        ca_file=f.get("ca_file"),
     )
+    p = doc.get("polling") or {}
+    unknown = set(p) - set(PollPolicy.__dataclass_fields__) - {"refresh_s"}
+    if unknown:
+        raise ConfigError(f"unknown polling setting(s): {', '.join(sorted(unknown))}")
+    poll = PollPolicy(**{k: v for k, v in p.items() if k in PollPolicy.__dataclass_fields__})
     d = doc.get("dedup") or {}
     known = DedupConfig.__dataclass_fields__
     unknown = set(d) - set(known) - {"emit_duplicates"}
@@ -93,7 +107,8 @@ def parse_config(doc: dict[str, Any], base_dir: str = ".") -> Config:
     taxonomy = (doc.get("tagging") or {}).get("taxonomy")
     if taxonomy and not os.path.isabs(taxonomy):
         taxonomy = os.path.join(base_dir, taxonomy)
-    return Config(feeds=norm_feeds, kafka=kafka, fetch=fetch, dedup=dedup, taxonomy_path=taxonomy,
+    return Config(feeds=norm_feeds, kafka=kafka, fetch=fetch, dedup=dedup, poll=poll,
+                  feed_refresh_s=float(p.get("refresh_s", 300)), taxonomy_path=taxonomy,
                   emit_duplicates=bool(d.get("emit_duplicates", True)),
                   feed_content_fallback=bool(f.get("feed_content_fallback", True)), raw=doc)
 

@@ -66,8 +66,8 @@ class DedupConfig:
     rows: int = 2  # few rows per band: copies of low Jaccard (trimmed ones) still collide
     sig_bits: int = 8  # bits kept per MinHash value in state (b-bit MinHash), 8 or 16
     jaccard: float = 0.5  # one story if the estimated Jaccard similarity reaches this ...
-    containment: float = 0.5  # ... or this share of the smaller text is in the larger one
-    containment_jaccard: float = 0.2  # ... and the smaller is not a mere quote (Jaccard floor)
+    containment: float = 0.45  # ... or this share of the smaller text is in the larger one
+    containment_jaccard: float = 0.18  # ... and the smaller is not a mere quote (Jaccard floor)
     min_tokens: int = 20  # shorter texts are only matched exactly
     ttl_days: float = 7.0  # event time an article stays in state
     max_per_key: int = 500  # size cap of one band key's state (the oldest go first)

@@ -1,7 +1,7 @@
 """The news-ingest Beam pipeline.
 
-Feeds from the config are polled once (batch; continuous polling comes with ``--streaming`` in a
-later version), their entries deduplicated by canonical link, the pages fetched by the safe
+Feeds from the config are polled once (batch) or forever (``--streaming``: a polling loop per feed
+in keyed state), their entries deduplicated by canonical link, the pages fetched by the safe
 fetcher, the article text extracted and cleaned, near-duplicate copies clustered, topics tagged,
 and every record written to Kafka (or JSONL files): originals to the articles topic, later copies
 to the duplicates topic, and every failure, from any stage, to the dead-letter topic with its
@@ -25,6 +25,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from connectors.feeds import FeedParseError, parse_feed
 from connectors.fetch import FetchError, Fetcher, FetchPolicy
 from connectors.kafka_sink import WriteToKafka, encode_dead_letter
+from connectors.polling import PollFeedsForever
 from pipelines import dedup as dd
 from pipelines.config import Config
 from pipelines.extract import ExtractError, extract_article
@@ -61,7 +62,7 @@ class PollFeed(beam.DoFn):
     def process(self, feed: dict[str, Any]):
         url = feed["url"]
         try:
-            resp = self.fetcher.get(url, {"Accept": "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, */*;q=0.5"})
+            resp = self.fetcher.get(url, kind="feed")
             parsed = parse_feed(resp.body, resp.url, resp.headers)
         except FetchError as exc:
             self.failed.inc()
@@ -126,9 +127,7 @@ class FetchArticle(beam.DoFn):
     def process(self, entry: dict[str, Any]):
         fetched_at = now_iso()
         try:
-            resp = self.fetcher.get(entry["link"], {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"})
-            if resp.content_type and "html" not in resp.content_type and "xml" not in resp.content_type:
-                raise FetchError("content_type", f"not an HTML page: {resp.content_type}", resp.url)
+            resp = self.fetcher.get(entry["link"], kind="page")  # robots.txt and content type checked
         except FetchError as exc:
             self.failed.inc()
             yield dead_letter("fetch", f"{exc.kind}: {exc.reason}", entry["link"], entry["feed_url"])
@@ -238,13 +237,21 @@ class TagTopics(beam.DoFn):
 class IngestFeeds(beam.PTransform):
     """Feed configs in; a dict of PCollections: ``articles``, ``duplicates``, ``dead_letter``."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, streaming: bool = False):
         super().__init__()
         self.config = config
+        self.streaming = streaming
 
     def expand(self, feeds):
         cfg = self.config
-        polled = feeds | "PollFeeds" >> beam.ParDo(PollFeed(cfg.fetch)).with_outputs(DEAD, main="entries")
+        if self.streaming:  # each feed polled forever from keyed state (conditional GET, backoff)
+            polled = (
+                feeds
+                | "KeyByFeed" >> beam.Map(lambda f: (f["url"], f)).with_output_types(tuple[str, dict])
+                | "PollFeedsForever" >> beam.ParDo(PollFeedsForever(cfg.fetch, cfg.poll)).with_outputs(DEAD, main="entries")
+            )
+        else:  # batch: every feed polled once
+            polled = feeds | "PollFeeds" >> beam.ParDo(PollFeed(cfg.fetch)).with_outputs(DEAD, main="entries")
         entries = (
             polled.entries
             | "KeyByLink" >> beam.Map(lambda e: (dd.canonical_url(e["link"]), e))
@@ -263,9 +270,26 @@ class IngestFeeds(beam.PTransform):
         }
 
 
-def build_pipeline(pipeline: beam.Pipeline, config: Config, sink: str = "kafka", output: Optional[str] = None):
+def feed_source(pipeline: beam.Pipeline, config: Config, streaming: bool):
+    """The feed configs: once (batch), or re-sent every ``feed_refresh_s`` (streaming).
+
+    In streaming the re-sent list re-arms each feed's polling loop and moves its watermark hold
+    forward, so event-time state downstream (dedup TTLs) can expire.
+    """
+    if not streaming:
+        return pipeline | "Feeds" >> beam.Create(config.feeds)
+    from apache_beam.transforms.periodicsequence import PeriodicImpulse
+
+    feeds = list(config.feeds)
+    return (pipeline
+            | "FeedClock" >> PeriodicImpulse(fire_interval=config.feed_refresh_s, apply_windowing=False)
+            | "Feeds" >> beam.FlatMap(lambda _: feeds))
+
+
+def build_pipeline(pipeline: beam.Pipeline, config: Config, sink: str = "kafka", output: Optional[str] = None,
+                   streaming: bool = False):
     """Wire the whole job onto ``pipeline``: feeds -> ... -> Kafka topics (or JSONL files)."""
-    outputs = pipeline | "Feeds" >> beam.Create(config.feeds) | "Ingest" >> IngestFeeds(config)
+    outputs = feed_source(pipeline, config, streaming) | "Ingest" >> IngestFeeds(config, streaming)
     topics = config.topics
     if sink == "kafka":
         dlq = topics["dead_letter"]
