@@ -331,10 +331,10 @@ class Taxonomy:
         self.term_count = len(entries)
         self.automaton = ahocorasick.Automaton()
         for needle, bucket in entries.items():
-            only = bucket[0]
-            plain = len(bucket) == 1 and only.kind <= SUPPORT and not only.stem and only.exact is None
-            self.automaton.add_word(needle, (len(needle), needle[1:], tuple(bucket),
-                                             (only.topic, only.kind) if plain else None))
+            # plain mentions (whole word, any case) take a short path in the scan
+            plain = tuple((e.topic, e.kind) for e in bucket if e.kind <= SUPPORT and not e.stem and e.exact is None)
+            others = tuple(e for e in bucket if not (e.kind <= SUPPORT and not e.stem and e.exact is None))
+            self.automaton.add_word(needle, (len(needle), needle[1:], plain, others))
         self.automaton.make_automaton()
 
     @classmethod
@@ -399,10 +399,10 @@ class TaxonomyWatcher:
         self._clock = clock
         self._checked = 0.0
         self._stamp: Optional[tuple] = None
-        self._taxonomy = load_taxonomy(path)
-        if path:
+        if path:  # the stamp first: an edit made while loading is seen at the next check
             self._stamp = _stamp(path)
             self._checked = clock()
+        self._taxonomy = load_taxonomy(path)
 
     def current(self) -> Taxonomy:
         if self.path and self._clock() - self._checked >= self.interval_s:
@@ -445,7 +445,6 @@ _not_after_abbreviation = "".join(
 _CLOSING = "[\"'”’»)\\]]*"
 # one pattern per end mark, each starting with a literal so that the engine skips ahead fast
 _SENTENCE_ENDS = (
-    ("\n", re.compile(r"\n\s*")),  # a paragraph break always ends a sentence
     (".", re.compile(r"\." + _not_after_abbreviation + rf"(?<!\b[{_UPPER}]\.){_CLOSING}\s+"
                      rf"(?=[\"'“‘«(\[]*[0-9{_UPPER}])")),
     ("!", re.compile(rf"![!?]*{_CLOSING}\s+")),
@@ -457,6 +456,13 @@ _SENTENCE_ENDS = (
 def sentence_starts(text: str) -> list[int]:
     """Where each sentence of ``text`` starts (the first is 0)."""
     ends = [0]
+    i = text.find("\n")
+    while i >= 0:  # a paragraph break always ends a sentence
+        i += 1
+        while i < len(text) and text[i].isspace():
+            i += 1
+        ends.append(i)
+        i = text.find("\n", i)
     for mark, pattern in _SENTENCE_ENDS:
         if mark in text:
             ends.extend(m.end() for m in pattern.finditer(text))
@@ -476,7 +482,7 @@ _LIST_GAP = re.compile(
 @dataclass
 class _Scan:
     """What one pass of the automaton over one field found (offsets into the original field)."""
-    mentions: list  # (start, end, topic, kind, needle)
+    mentions: list  # (start, -end, topic, kind, needle): sorted, the longest first at one start
     masks: list  # (start, end)
     countries: list  # (start, end)
     bans: set
@@ -487,15 +493,18 @@ def _scan(taxonomy: Taxonomy, text: str) -> _Scan:
     length = len(folded)
     max_suffix = taxonomy.max_suffix
     mentions, masks, countries, bans = [], [], [], set()
-    for last, (size, word, entries, plain) in taxonomy.automaton.iter(folded):
+    for last, (size, word, plain, others) in taxonomy.automaton.iter(folded):
         end = last + 1
         start = end - size + 1  # the needle's first character is the space before the word
         closed = end == length or folded[end] == " "
-        if plain is not None and offsets is None:  # the common case, kept short
-            if closed:
-                mentions.append((start - 1, end - 1, plain[0], plain[1], word))
-            continue
-        for entry in entries:
+        if closed and plain:
+            if offsets is None:  # positions in the original text: one less for the leading space
+                o_start, o_end = start - 1, end - 1
+            else:
+                o_start, o_end = offsets.start(start - 1), offsets.end(end - 1)
+            for topic, kind in plain:
+                mentions.append((o_start, -o_end, topic, kind, word))
+        for entry in others:
             stop = end
             if not closed:  # the word goes on: only a stem may take the rest of it
                 if not entry.stem:
@@ -504,7 +513,7 @@ def _scan(taxonomy: Taxonomy, text: str) -> _Scan:
                     stop += 1
                 if stop - end > max_suffix:
                     continue
-            if offsets is None:  # positions in the original text: one less for the leading space
+            if offsets is None:
                 o_start, o_end, o_stem_end = start - 1, stop - 1, end - 1
             else:
                 o_start, o_end, o_stem_end = offsets.start(start - 1), offsets.end(stop - 1), offsets.end(end - 1)
@@ -514,7 +523,7 @@ def _scan(taxonomy: Taxonomy, text: str) -> _Scan:
                     continue
             kind = entry.kind
             if kind <= SUPPORT:
-                mentions.append((o_start, o_end, entry.topic, kind, word))
+                mentions.append((o_start, -o_end, entry.topic, kind, word))
             elif kind == COUNTRY:
                 countries.append((o_start, o_end))
             else:
@@ -552,10 +561,6 @@ def _banned(needle: str, bans: set) -> bool:
     return any(f" {b} " in padded for b in bans)
 
 
-def _longest_first(mention: tuple) -> tuple[int, int]:
-    return mention[0], -mention[1]
-
-
 def _kept(scan: _Scan, text: str, bans: set) -> list[tuple[int, int, int, int, bool]]:
     """Mentions that survive masks and namesake bans, longest first among overlaps of one
     topic, each as ``(start, end, topic, kind, enumerated)``."""
@@ -564,7 +569,9 @@ def _kept(scan: _Scan, text: str, bans: set) -> list[tuple[int, int, int, int, b
     mask_starts = [s for s, _ in masks]
     reach = list(itertools.accumulate((e for _, e in masks), max))  # furthest end of masks so far
     kept, last_end = [], {}
-    for start, end, topic, kind, needle in sorted(scan.mentions, key=_longest_first):
+    scan.mentions.sort()
+    for start, end, topic, kind, needle in scan.mentions:
+        end = -end
         if bans and _banned(needle, bans):
             continue
         if masks:  # inside a mask: one that starts at or before it reaches its end
@@ -578,6 +585,7 @@ def _kept(scan: _Scan, text: str, bans: set) -> list[tuple[int, int, int, int, b
     return kept
 
 
+CREDITS_TAIL = 600  # credits close a story: only its end is searched
 _CREDIT_MARKERS = ("Reporting by", "reporting by", "Writing by", "Editing by", "Compiled by")
 
 
@@ -585,8 +593,9 @@ def credit_lines(text: str) -> list[tuple[int, int]]:
     """Spans of wire credits ("Reporting by Olena Harmash in Kyiv; Editing by ..."): where the
     reporters sat is not what the story is about."""
     spans = []
+    tail = max(0, len(text) - CREDITS_TAIL)
     for marker in _CREDIT_MARKERS:
-        i = text.find(marker)
+        i = text.find(marker, tail)
         while i >= 0:
             line_start = text.rfind("\n", 0, i) + 1
             before = text[line_start:i].strip()
