@@ -34,8 +34,6 @@ from typing import Callable, Optional
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import logging  # noqa: E402
-
 import trafilatura  # noqa: E402
 
 from pipelines.extract import ExtractError, extract_article  # noqa: E402

@@ -22,7 +22,7 @@ from typing import Iterable, Optional
 
 from trafilatura.utils import load_html
 
-RULES_VERSION = "2026.11.2"
+RULES_VERSION = "2026.11.3"
 
 # ---- DOM pre-pass ----------------------------------------------------------------------------
 

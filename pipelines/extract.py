@@ -1,14 +1,14 @@
 """Extract + clean: one HTML page in, the article's clean text and metadata out.
 
-The page is parsed once, with trafilatura's own loader. Metadata is read from that tree first,
-before anything is pruned: meta tags and JSON-LD through trafilatura's cheap readers, plus what
-trafilatura reduces or drops (a timezone-aware publication time, the canonical link, the site's
-tags and section). trafilatura's full metadata pass (htmldate's page-wide date search) costs
-about a fifth of an extraction, so it runs only as a fallback when the page states no date.
+The page is parsed once, with trafilatura's own loader, and that tree serves every step.
+Metadata is read first, before anything is pruned, in a few C-filtered walks: meta tags,
+JSON-LD, the canonical link, <time>, rel=tag/category links, <h1> and <title>. trafilatura's own
+metadata pass is not used: its page-wide date and author searches cost about a fifth of an
+extraction, so htmldate and a byline search run only when the page states no date or author.
 Then the boilerplate pre-pass prunes the tree, trafilatura extracts the main text from it
-(comments off, precision on: measured best on news pages, see benchmarks/extract.py) and the
-text post-pass finishes the job. ``newsingest extract`` and the pipeline both call
-:func:`extract_article`.
+(comments off, precision on: measured best on news pages, see benchmarks/extract.py),
+subheadings it lost between two kept paragraphs are put back, and the text post-pass finishes
+the job. ``newsingest extract`` and the pipeline both call :func:`extract_article`.
 """
 from __future__ import annotations
 
