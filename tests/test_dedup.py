@@ -1,0 +1,226 @@
+"""Dedup without Beam: canonical URLs, hashes, signatures, verification, band buckets, verdicts and
+the offline clustering on the dev set."""
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from pipelines import dedup as dd
+
+DEV = Path(__file__).parent / "data" / "dedup" / "aeb-dev-neardup.jsonl"
+
+
+# ---- canonical URLs --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url, expected", [
+    ("https://example.com/news/story?utm_source=tw&utm_medium=social&utm_campaign=x", "https://example.com/news/story"),
+    ("https://example.com/news/story?UTM_Source=tw&page=2", "https://example.com/news/story?page=2"),
+    ("https://example.com/a?fbclid=IwAR0abc", "https://example.com/a"),
+    ("https://example.com/a?gclid=Cj0KCQ&id=7", "https://example.com/a?id=7"),
+    ("https://example.com/a?mc_cid=1&mc_eid=2&igshid=3&msclkid=4", "https://example.com/a"),
+    ("https://example.com/a#comments", "https://example.com/a"),
+    ("https://example.com/a?b=2#section-3", "https://example.com/a?b=2"),
+    ("HTTPS://WWW.Example.COM/News/Story", "https://www.example.com/News/Story"),  # the path keeps its case
+    ("https://example.com:443/a", "https://example.com/a"),
+    ("http://example.com:80/a", "http://example.com/a"),
+    ("http://example.com:8080/a", "http://example.com:8080/a"),  # not a default port
+    ("https://example.com/a?z=1&a=2", "https://example.com/a?a=2&z=1"),  # one order of parameters
+])
+def test_canonical_url_drops_tracking_fragments_case_and_default_ports(url, expected):
+    assert dd.canonical_url(url) == expected
+
+
+@pytest.mark.parametrize("amp", [
+    "https://example.com/2024/01/story/amp/",
+    "https://example.com/2024/01/story/amp",
+    "https://example.com/amp/2024/01/story",
+    "https://amp.example.com/2024/01/story",
+    "https://example.com/2024/01/story?amp=1",
+    "https://example.com/2024/01/story?amp",
+    "https://example.com/2024/01/story?outputType=amp",
+    "https://www.google.com/amp/s/example.com/2024/01/story",
+    "https://example-com.cdn.ampproject.org/c/s/example.com/2024/01/story",
+])
+def test_amp_variants_fold_to_the_article(amp):
+    assert dd.canonical_url(amp) == "https://example.com/2024/01/story"
+
+
+def test_amp_html_suffix_folds_to_the_html_page():
+    assert dd.canonical_url("https://example.com/story.amp.html") == dd.canonical_url("https://example.com/story.html")
+
+
+def test_parameters_that_name_the_article_stay():
+    assert dd.canonical_url("https://example.com/article.php?id=123&output=json") == "https://example.com/article.php?id=123&output=json"
+    assert dd.canonical_url("https://example.com/a?id=1") != dd.canonical_url("https://example.com/a?id=2")
+
+
+def test_article_id_is_one_per_article():
+    same = ["https://www.example.com/a/story/", "http://example.com/a/story", "https://example.com/a/story?utm_source=x",
+            "https://amp.example.com/a/story/amp/"]
+    assert len({dd.article_id(dd.canonical_url(u)) for u in same}) == 1
+    assert dd.article_id(dd.canonical_url("https://example.com/a/other")) != dd.article_id(dd.canonical_url(same[0]))
+    assert len(dd.article_id("https://example.com/a")) == 32
+
+
+# ---- hashes, signatures, verification ----------------------------------------------------------
+
+def test_content_hash_ignores_case_spacing_punctuation_and_unicode_forms():
+    assert dd.content_hash("Kyiv, Ukraine —  the talks\nresumed.") == dd.content_hash("kyiv ukraine the talks resumed")
+    assert dd.content_hash("ﬁnal") == dd.content_hash("final")  # NFKC
+    assert dd.content_hash("the talks resumed") != dd.content_hash("the talks stalled")
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return [json.loads(line) for line in DEV.open(encoding="utf-8")]
+
+
+@pytest.fixture(scope="module")
+def hasher():
+    return dd.MinHasher(dd.DedupConfig())
+
+
+def _compact(hasher, text):
+    sig = hasher.signature(text)
+    return sig.compact(hasher.config.sig_bits), sig.size
+
+
+def test_verify_accepts_a_trimmed_copy_and_rejects_other_stories(dev, hasher):
+    config = hasher.config
+    by_cluster = collections.defaultdict(dict)
+    for r in dev:
+        by_cluster[r["cluster_id"]][r["variant_type"] or "original"] = r["text"]
+    cluster = next(c for c in by_cluster.values() if "trimmed" in c)
+    original, trimmed = _compact(hasher, cluster["original"]), _compact(hasher, cluster["trimmed"])
+    assert dd.verify(*original, *trimmed, config) is not None
+    assert dd.verify(*original, *original, config) == 1.0
+    unrelated = next(c["original"] for c in by_cluster.values() if c is not cluster)
+    assert dd.verify(*original, *_compact(hasher, unrelated), config) is None
+
+
+def test_a_paragraph_quoted_inside_a_long_update_does_not_join_two_stories(dev, hasher):
+    """The quote is contained in the update, but it is a small share of it: no match."""
+    stories = [r["text"] for r in dev if r["role"] == "original"]
+    short = next(t for t in stories if 80 <= len(t.split()) <= 150)
+    long = next(t for t in stories if len(t.split()) >= 900)
+    update = long + "\n\nUPDATE: " + short
+    assert dd.verify(*_compact(hasher, short), *_compact(hasher, update), hasher.config) is None
+    # the same short story trimmed by a third is still one story with itself
+    words = short.split()
+    assert dd.verify(*_compact(hasher, short), *_compact(hasher, " ".join(words[: len(words) * 2 // 3])),
+                     hasher.config) is not None
+
+
+def test_short_texts_match_only_exactly(hasher):
+    a, b = _compact(hasher, "Breaking: markets fall"), _compact(hasher, "Breaking: markets fall")
+    assert dd.verify(*a, *b, hasher.config) is None
+    keys = dd._keys(hasher.signature("Breaking: markets fall"), dd.content_hash("Breaking: markets fall"), 3, hasher.config)
+    assert keys == ["h:" + dd.content_hash("Breaking: markets fall")]
+
+
+def test_signature_is_deterministic_across_hashers():
+    text = "The alliance met in Vilnius to discuss the accession of new members and the war in Ukraine " * 3
+    a, b = dd.MinHasher().signature(text), dd.MinHasher().signature(text)
+    assert a.digest() == b.digest()
+    assert a.band_keys(64, 2) == b.band_keys(64, 2)
+
+
+def test_config_rejects_more_band_values_than_permutations():
+    with pytest.raises(ValueError):
+        dd.DedupConfig(num_perm=64, bands=64, rows=2)
+
+
+# ---- buckets and verdicts ----------------------------------------------------------------------
+
+def test_bucket_answers_both_articles_and_marks_who_came_first():
+    config = dd.DedupConfig()
+    bucket = dd.Bucket(exact=True)
+    assert bucket.probe(dd.Probe("a", 10, b"", 0), config) == []
+    bucket.release(10)
+    edges = bucket.probe(dd.Probe("b", 5, b"", 0), config)  # earlier in event time, but after a's release
+    to_b = [e for to, e in edges if to == "b"]
+    to_a = [e for to, e in edges if to == "a"]
+    assert to_b[0].other == "a" and to_b[0].first == 1
+    assert to_a[0].other == "b" and to_a[0].first == -1
+    assert dd.decide("b", 5, to_b) == dd.Verdict("a", "a", 1.0)
+    assert dd.decide("a", 10, to_a).duplicate_of is None
+
+
+def test_earlier_event_time_wins_when_neither_was_released():
+    config = dd.DedupConfig()
+    bucket = dd.Bucket(exact=True)
+    bucket.probe(dd.Probe("copy", 20, b"", 0), config)
+    edges = bucket.probe(dd.Probe("orig", 10, b"", 0), config)
+    assert dd.decide("orig", 10, [e for to, e in edges if to == "orig"]).duplicate_of is None
+    assert dd.decide("copy", 20, [e for to, e in edges if to == "copy"]) == dd.Verdict("orig", "orig", 1.0)
+    # the stored copy now knows the original as its root, for articles that match only the copy
+    assert {m.id: m.root for m in bucket.members}["copy"] == (10, "orig")
+
+
+def test_bucket_expiry_and_size_cap():
+    config = dd.DedupConfig(max_per_key=3, ttl_days=1)
+    bucket = dd.Bucket(exact=True)
+    for i in range(5):
+        bucket.probe(dd.Probe(f"a{i}", i * 1000, b"", 0), config)
+    assert [m.id for m in bucket.members] == ["a2", "a3", "a4"]  # the oldest go first
+    bucket.release(10**12)
+    assert bucket.next_event(config.ttl_micros) == 2000 + config.ttl_micros
+    bucket.expire(3000 + config.ttl_micros, config.ttl_micros)
+    assert [m.id for m in bucket.members] == ["a4"]
+
+
+def test_the_cluster_is_the_root_the_bands_know():
+    edges = [dd.Edge("b", 20, 0.9, 0, (10, "a")), dd.Edge("c", 30, 0.7, 0, (30, "c"))]
+    assert dd.decide("d", 40, edges) == dd.Verdict("a", "b", 0.9)
+
+
+# ---- offline clustering on the dev set ---------------------------------------------------------
+
+def _pairs(labels):
+    by = collections.defaultdict(list)
+    for i, label in enumerate(labels):
+        by[label].append(i)
+    return {p for members in by.values() for p in itertools.combinations(sorted(members), 2)}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_offline_clusters_of_the_shuffled_dev_set(dev, seed):
+    records = list(dev)
+    random.Random(seed).shuffle(records)
+    out = dd.cluster_offline({"id": r["id"], "text": r["text"]} for r in records)
+    gold, found = _pairs([r["cluster_id"] for r in records]), _pairs([r["cluster_id"] for r in out])
+    tp = len(gold & found)
+    precision, recall = tp / len(found), tp / len(gold)
+    assert 2 * precision * recall / (precision + recall) >= 0.98
+    # no two distinct stories merged: every found cluster lies inside one gold cluster
+    gold_of = {r["id"]: r["cluster_id"] for r in records}
+    members = collections.defaultdict(set)
+    for r in out:
+        members[r["cluster_id"]].add(gold_of[r["id"]])
+    assert all(len(g) == 1 for g in members.values())
+    # the first seen of each cluster founds it
+    seen = set()
+    for r in out:
+        assert (r["duplicate_of"] is None) == (r["cluster_id"] not in seen and r["cluster_id"] == r["id"])
+        seen.add(r["cluster_id"])
+
+
+def test_offline_catches_every_exact_copy_even_short_ones(dev):
+    originals = [r for r in dev if r["role"] == "original"][:20]
+    records = [{"id": f"o{i}", "text": r["text"]} for i, r in enumerate(originals)]
+    records += [{"id": f"c{i}", "text": "  " + r["text"].upper() + " "} for i, r in enumerate(originals)]
+    records += [{"id": "s1", "text": "Live: markets fall"}, {"id": "s2", "text": "LIVE — markets fall!"}]
+    out = {r["id"]: r for r in dd.cluster_offline(records)}
+    for i in range(len(originals)):
+        assert out[f"c{i}"]["duplicate_of"] == f"o{i}"
+    assert out["s2"]["duplicate_of"] == "s1"
+
+
+def test_offline_same_id_twice_is_a_duplicate_of_itself():
+    out = dd.cluster_offline([{"id": "a", "text": "one text here"}, {"id": "a", "text": "another text"}])
+    assert out[1]["duplicate_of"] == "a" and out[1]["cluster_id"] == "a"
