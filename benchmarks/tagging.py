@@ -190,8 +190,8 @@ def speed(dev: list[dict], rounds: int) -> dict[str, Any]:
     passages, articles = [a["text"] for a in dev], news_articles(dev)
     big = {"news": Taxonomy(generated_taxonomy(base_doc, passages, passages + articles)),
            "dense": Taxonomy(generated_taxonomy(base_doc, articles, passages + articles))}
-    out: dict[str, Any] = {"doc_chars": DOC_CHARS, "base_needles": base.term_count,
-                           "generated_needles": max(t.term_count for t in big.values())}
+    out: dict[str, Any] = {"doc_chars": DOC_CHARS, "base_needles": base.needle_count,
+                           "generated_needles": max(t.needle_count for t in big.values())}
     for name, corpus in docs.items():
         three = docs_per_second(corpus, base, rounds)
         twenty = docs_per_second(corpus, big[name], rounds)

@@ -38,7 +38,6 @@ import time
 import unicodedata
 from dataclasses import dataclass
 from importlib import resources
-from itertools import product
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 import ahocorasick
@@ -248,7 +247,7 @@ def expand(form: str, sets: dict[str, list[str]], name: Optional[str] = None) ->
         else:
             raise ValueError(f"taxonomy: unknown set {{{slot}}} in {form!r}")
     pieces = _BRACES.split(form)  # literal, slot, literal, slot, ..., literal
-    for combo in product(*choices):
+    for combo in itertools.product(*choices):
         out, combo_exact = [pieces[0]], exact
         for k, option in enumerate(combo):
             if option.startswith("="):
@@ -328,7 +327,7 @@ class Taxonomy:
             add("=" + raw.lstrip("="), COUNTRY)
         if not any(e.kind in (PRIMARY, SUPPORT) for bucket in entries.values() for e in bucket):
             raise ValueError("taxonomy has no terms")
-        self.term_count = len(entries)
+        self.needle_count = len(entries)
         self.automaton = ahocorasick.Automaton()
         for needle, bucket in entries.items():
             # plain mentions (whole word, any case) take a short path in the scan
