@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -36,7 +37,6 @@ import os
 import re
 import time
 import unicodedata
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Callable, Iterable, Iterator, Optional
 
@@ -256,11 +256,11 @@ def expand(form: str, sets: dict[str, list[str]], name: Optional[str] = None) ->
         yield "".join(out), combo_exact
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _Entry:
     kind: int
     topic: int = -1  # index into Taxonomy.topic_ids, -1 for phrases that belong to no topic
-    exact: Optional[str] = None  # the form the original text must show, for exact-case terms
+    exact: Optional[frozenset] = None  # the forms the original text must show, for exact-case terms
     stem: bool = False  # the needle is a stem: the word may go on for up to max_suffix letters
     bans: tuple[str, ...] = ()  # CUE: the needles it switches off for the whole article
 
@@ -298,10 +298,15 @@ class Taxonomy:
                 needle = needle_of(form)
                 if not needle.strip():
                     continue
-                entry = _Entry(kind, topic, _case_key(form) if exact else None, stem, bans)
+                entry = _Entry(kind, topic, frozenset([_case_key(form)]) if exact else None, stem, bans)
                 bucket = entries.setdefault(needle, [])
-                if entry not in bucket:
-                    bucket.append(entry)
+                for i, other in enumerate(bucket):  # "=NATO" and "=Nato": one entry, two forms
+                    if other.exact and entry.exact and other == dataclasses.replace(entry, exact=other.exact):
+                        bucket[i] = dataclasses.replace(other, exact=other.exact | entry.exact)
+                        break
+                else:
+                    if entry not in bucket:
+                        bucket.append(entry)
 
         for idx, topic in enumerate(doc.get("topics") or []):
             tid = str(topic["id"])
@@ -478,12 +483,12 @@ _LIST_GAP = re.compile(
 )
 
 
-@dataclass
+@dataclasses.dataclass
 class _Scan:
     """What one pass of the automaton over one field found (offsets into the original field)."""
     mentions: list  # (start, -end, topic, kind, needle): sorted, the longest first at one start
     masks: list  # (start, end)
-    countries: list  # (start, end)
+    countries: list  # (start, -end)
     bans: set
 
 
@@ -518,13 +523,13 @@ def _scan(taxonomy: Taxonomy, text: str) -> _Scan:
                 o_start, o_end, o_stem_end = offsets.start(start - 1), offsets.end(stop - 1), offsets.end(end - 1)
             if entry.exact is not None:
                 seen = text[o_start:o_stem_end]
-                if seen != entry.exact and (seen.isalnum() or _case_key(seen) != entry.exact):
+                if seen not in entry.exact and (seen.isalnum() or _case_key(seen) not in entry.exact):
                     continue
             kind = entry.kind
             if kind <= SUPPORT:
                 mentions.append((o_start, -o_end, entry.topic, kind, word))
             elif kind == COUNTRY:
-                countries.append((o_start, o_end))
+                countries.append((o_start, -o_end))
             else:
                 masks.append((o_start, o_end))
                 if kind == CUE:
@@ -536,11 +541,10 @@ def _enumerated(text: str, countries: list[tuple[int, int]]) -> list[tuple[int, 
     """Spans of country names that stand in an enumeration of three or more countries."""
     if len(countries) < 3:
         return []
-    spans = sorted(set(countries), key=lambda s: (s[0], -s[1]))
     longest = []
-    for s in spans:  # "United States" inside "the United States" counts once
-        if not longest or s[0] >= longest[-1][1]:
-            longest.append(s)
+    for start, neg_end in sorted(set(countries)):  # "United States" inside "the United States" counts once
+        if not longest or start >= longest[-1][1]:
+            longest.append((start, -neg_end))
     listed, run = [], [longest[0]]
     for prev, cur in zip(longest, longest[1:]):
         if cur[0] - prev[1] <= 16 and _LIST_GAP.fullmatch(text, prev[1], cur[0]):
@@ -556,6 +560,10 @@ def _enumerated(text: str, countries: list[tuple[int, int]]) -> list[tuple[int, 
 
 def _banned(needle: str, bans: set) -> bool:
     """A namesake ban on "moscow" also covers "moscow's" forms and longer names that hold it."""
+    if needle in bans:
+        return True
+    if " " not in needle:
+        return False
     padded = f" {needle} "
     return any(f" {b} " in padded for b in bans)
 
