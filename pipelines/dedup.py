@@ -458,8 +458,7 @@ class _BandIndex(beam.DoFn):
     drops members older than the TTL; the key's state is gone when its last member expires.
     """
 
-    MEMBERS = userstate.ReadModifyWriteStateSpec("members", coders.PickleCoder())
-    NEXT = userstate.ReadModifyWriteStateSpec("next", coders.VarIntCoder())
+    BUCKET = userstate.ReadModifyWriteStateSpec("bucket", coders.PickleCoder())  # (members, armed tick)
     TICK = userstate.TimerSpec("tick", TimeDomain.WATERMARK)
 
     def __init__(self, config: DedupConfig):
@@ -467,39 +466,38 @@ class _BandIndex(beam.DoFn):
         self.pairs = Metrics.counter("dedup", "verified_pairs")
         self.key_size = Metrics.distribution("dedup", "band_key_size")
 
-    def process(self, element, members=beam.DoFn.StateParam(MEMBERS), nxt=beam.DoFn.StateParam(NEXT),
-                tick=beam.DoFn.TimerParam(TICK)):
+    def process(self, element, state=beam.DoFn.StateParam(BUCKET), tick=beam.DoFn.TimerParam(TICK)):
         key, probe = element
-        bucket = Bucket(members.read() or (), exact=key.startswith("h:"))
+        members, armed = state.read() or ((), None)
+        bucket = Bucket(members, exact=key.startswith("h:"))
         edges = bucket.probe(Probe._make(probe), self.config)
-        members.write(bucket.members)
+        state.write((bucket.members, self._arm(bucket, armed, tick)))  # one state write per probe
         self.key_size.update(len(bucket.members))
         self.pairs.inc(len(edges) // 2)
-        self._arm(bucket, nxt, tick)
         yield (probe.id, (_ANSWER, [edge for to, edge in edges if to == probe.id]))
         for to, edge in edges:
             if to != probe.id:
                 yield (to, (_EDGE, edge))
 
     @userstate.on_timer(TICK)
-    def on_tick(self, members=beam.DoFn.StateParam(MEMBERS), nxt=beam.DoFn.StateParam(NEXT),
-                tick=beam.DoFn.TimerParam(TICK), ts=beam.DoFn.TimestampParam):
-        bucket = Bucket(members.read() or ())
+    def on_tick(self, state=beam.DoFn.StateParam(BUCKET), tick=beam.DoFn.TimerParam(TICK),
+                ts=beam.DoFn.TimestampParam):
+        members, _ = state.read() or ((), None)
+        bucket = Bucket(members)
         bucket.release(ts.micros)
         bucket.expire(ts.micros, self.config.ttl_micros)
-        nxt.clear()
         if bucket.members:
-            members.write(bucket.members)
-            self._arm(bucket, nxt, tick)
+            state.write((bucket.members, self._arm(bucket, None, tick)))
         else:
-            members.clear()
+            state.clear()
 
-    def _arm(self, bucket: Bucket, nxt, tick) -> None:
+    def _arm(self, bucket: Bucket, armed: Optional[int], tick) -> Optional[int]:
+        """Sets the tick to the bucket's next event if that is sooner; returns the armed time."""
         when = bucket.next_event(self.config.ttl_micros)
-        current = nxt.read()
-        if when is not None and (current is None or when < current):
-            nxt.write(when)
+        if when is not None and (armed is None or when < armed):
             tick.set(_timer_at(when))
+            return when
+        return armed
 
 
 class _Decide(beam.DoFn):
