@@ -3,16 +3,17 @@
     python benchmarks/tagging.py [--labelled FILE]... [--rounds N]
 
 Quality: per-topic precision and recall of `tag_article` against the labels of
-tests/data/tagging/dev.yaml, of the 91 real news articles of ../shared/data/extraction/aeb-dev (when
-present; labels in tests/data/tagging/aeb-dev-labels.yaml) and of any other file given with
+tests/data/tagging/dev.yaml, of the 91 real news articles of the aeb-dev extraction benchmark
+(../shared/data/extraction/aeb-dev, or the copy under benchmarks/data; labels in
+tests/data/tagging/aeb-dev-labels.yaml) and of any other file given with
 --labelled (same format as dev.yaml, or JSONL with `title`, `text`, `topics`), next to the baseline of
 the same run: a "keyword hit" tagger that tags a
 topic whenever any of its terms occurs anywhere, with the same automaton and no rule.
 
 Speed: documents per CPU second (one core) of `tag_article` on ~4 KB articles, with the bundled
 three-topic taxonomy (the baseline) and with the same taxonomy plus a generated 20,000-term one.
-Two corpora: real news articles (the aeb-dev gold texts of ../shared/data when present, else the dev
-set) cut into ~4 KB documents, and topic-dense documents made of dev-set passages.
+Two corpora: real news articles (the aeb-dev gold texts) cut into ~4 KB documents, and topic-dense
+documents made of dev-set passages, one language a document.
 
 The last line printed is one JSON object with every figure.
 """
@@ -36,7 +37,10 @@ from pipelines.tag import Taxonomy, _scan, default_taxonomy, tag_article  # noqa
 
 DEV_SET = REPO / "tests" / "data" / "tagging" / "dev.yaml"
 NEWS_LABELS = REPO / "tests" / "data" / "tagging" / "aeb-dev-labels.yaml"
-NEWS = REPO.parent / "shared" / "data" / "extraction" / "aeb-dev" / "ground-truth.json"
+# the real news articles: ../shared/data when present, else the copy the extraction benchmark bundles
+NEWS = next((p for p in (REPO.parent / "shared" / "data" / "extraction" / "aeb-dev" / "ground-truth.json",
+                         REPO / "benchmarks" / "data" / "extraction" / "aeb-dev" / "ground-truth.json")
+             if p.exists()), None)
 DOC_CHARS = 4096
 GENERATED_TERMS = 20_000
 
@@ -104,7 +108,7 @@ def _cut(texts: Iterable[str], size: int = DOC_CHARS) -> list[str]:
 
 
 def news_articles(dev: list[dict]) -> list[str]:
-    if NEWS.exists():
+    if NEWS:
         return [v["articleBody"] for v in json.loads(NEWS.read_text(encoding="utf-8")).values()]
     return [a["text"] for a in dev]
 
@@ -213,7 +217,7 @@ def main(argv=None) -> int:
     taxonomy = default_taxonomy()
     dev = load_labelled(DEV_SET)
     report: dict[str, Any] = {"taxonomy_version": taxonomy.version, "quality": {"dev": quality(dev, taxonomy)}}
-    if NEWS.exists():
+    if NEWS:
         report["quality"]["aeb_news"] = quality(load_news_labelled(), taxonomy)
     for path in args.labelled:
         report["quality"][Path(path).stem] = quality(load_labelled(Path(path)), taxonomy)
