@@ -213,9 +213,11 @@ def prune_dom(tree, removed: Counter) -> list[str]:
 
 # ---- text post-pass --------------------------------------------------------------------------
 
-_AGENCIES = (r"Getty(?:\s+Images)?|AP|Associated Press|Reuters|AFP|EPA(?:-EFE)?|EFE|Shutterstock|Alamy|"
-             r"Bloomberg|PA(?: Images| Wire)?|Xinhua|Sipa(?: USA)?|ANP|dpa|WPA Pool|Pool|iStock(?:photo)?|"
-             r"NurPhoto|SOPA Images|TASS|Anadolu(?: Agency)?|UPI|Zuma(?: Press)?|Rex Features|Kyodo|Yonhap")
+# agency names as written (case-sensitive: "(ePA)" or "the pool" are not credits)
+_AGENCIES = (r"(?-i:Getty(?:\s+Images)?|GETTY(?: IMAGES)?|AP|Associated Press|Reuters|REUTERS|AFP|EPA(?:-EFE)?|EFE|"
+             r"Shutterstock|Alamy|Bloomberg|PA(?: Images| Wire)?|Xinhua|Sipa(?: USA)?|ANP|dpa|WPA Pool|Pool|"
+             r"iStock(?:photo)?|NurPhoto|SOPA Images|TASS|Anadolu(?: Agency)?|UPI|Zuma(?: Press)?|ZUMA|Rex Features|"
+             r"Kyodo|Yonhap)")
 _PHOTO_WORD = r"(?:Photo(?:graph)?s?|Images?|Pictures?|Pics?|Video|Footage|Illustrations?|Graphics?|Credits?)"
 # "(Photo by X/Getty Images)", "[Image: Reuters]", "(AP Photo/Name)", "(Getty)" closing a line
 _CREDIT_BRACKET = re.compile(

@@ -245,3 +245,8 @@ def test_tail_text_of_a_removed_element_is_kept():
     tree = _page('<p>Before <span class="photo-credit">Photo: AFP</span> after the credit.</p>')
     prune_dom(tree, Counter())
     assert _text(tree) == "Before after the credit."
+
+
+def test_bracketed_abbreviation_that_spells_an_agency_in_lower_case_is_not_a_credit():
+    line = "Das Thema mit dem höchsten Potenzial wird seit Jahren diskutiert: die elektronische Patientenakte (ePA)"
+    assert classify_line(line) is None
