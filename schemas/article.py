@@ -1,7 +1,8 @@
 """The enriched article record and the dead-letter record.
 
-The dataclasses are the Python view; ``article.schema.json``, ``deadletter.schema.json`` and
-``article.avsc`` are the wire contracts. All carry ``SCHEMA_VERSION``; ``tests/test_schemas.py``
+The dataclasses are the Python view; ``article.schema.json``, ``deadletter.schema.json``,
+``article.avsc`` and ``deadletter.avsc`` are the wire contracts (``schemas/README.md`` documents
+them, ``schemas/wire.py`` writes them). All carry ``SCHEMA_VERSION``; ``tests/test_schemas.py``
 keeps them in step. Stages pass records as plain dicts (``Article(...).to_dict()``) because dicts
 are cheap to pickle between Beam stages.
 """
