@@ -76,12 +76,13 @@ def ensure_topics(kafka_config: Mapping[str, Any], topics: list[str]) -> list[st
             raise KafkaUnavailable(f"topic(s) {', '.join(missing)} missing on {servers} and kafka.create_topics "
                                    "is off: create them, or set kafka.create_topics: true")
         new = {t: topic_settings(kafka_config, t) for t in missing}
-        try:
-            admin.create_topics(new, timeout_ms=opts["request_timeout_ms"], wait_for_metadata=True)
-        except errors.TopicAlreadyExistsError:  # another job made it meanwhile
-            pass
-        except errors.KafkaError as exc:  # e.g. replication factor above the number of brokers, a bad config
-            raise KafkaUnavailable(f"cannot create topic(s) {', '.join(missing)} on {servers}: {exc}") from exc
+        result = admin.create_topics(new, timeout_ms=opts["request_timeout_ms"], raise_errors=False)
+        problems = [f"{t['name']}: {t.get('error_message') or errors.for_code(t['error_code']).__name__}"
+                    for t in result["topics"]
+                    if t["error_code"] not in (0, errors.TopicAlreadyExistsError.errno)]  # made meanwhile: fine
+        if problems:  # e.g. a replication factor above the number of brokers, a bad topic config
+            raise KafkaUnavailable(f"cannot create topic(s) on {servers}: {'; '.join(problems)}")
+        admin.wait_for_topics(missing, timeout_ms=opts["request_timeout_ms"])
         return missing
     except errors.KafkaError as exc:
         raise KafkaUnavailable(f"Kafka at {servers} stopped answering: {exc!r}") from exc
