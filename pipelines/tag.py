@@ -256,6 +256,10 @@ def expand(form: str, sets: dict[str, list[str]], name: Optional[str] = None) ->
         yield "".join(out), combo_exact
 
 
+def _is_plain(entry: "_Entry") -> bool:
+    return entry.kind in (PRIMARY, SUPPORT, COUNTRY) and not entry.stem and entry.exact is None
+
+
 @dataclasses.dataclass(frozen=True)
 class _Entry:
     kind: int
@@ -328,16 +332,16 @@ class Taxonomy:
                 banned = tuple(needle_of(f.rstrip("*")).strip() for f, _ in expand(str(name), sets))
                 for raw in list(_listed(doc.get("namesake_cues"))) + _listed(cues):
                     add(raw, CUE, name=str(name), bans=banned)
-        for raw in sets.get("countries", []):  # proper names: exact case keeps "china" and "turkey" out
-            add("=" + raw.lstrip("="), COUNTRY)
+        for raw in sets.get("countries", []):  # proper names: a capital keeps "china" and "turkey" out
+            add(raw.lstrip("="), COUNTRY)
         if not any(e.kind in (PRIMARY, SUPPORT) for bucket in entries.values() for e in bucket):
             raise ValueError("taxonomy has no terms")
         self.needle_count = len(entries)
         self.automaton = ahocorasick.Automaton()
         for needle, bucket in entries.items():
-            # plain mentions (whole word, any case) take a short path in the scan
-            plain = tuple((e.topic, e.kind) for e in bucket if e.kind <= SUPPORT and not e.stem and e.exact is None)
-            others = tuple(e for e in bucket if not (e.kind <= SUPPORT and not e.stem and e.exact is None))
+            # plain mentions and country names (whole word, no exact case) take a short path in the scan
+            plain = tuple((e.topic, e.kind) for e in bucket if _is_plain(e))
+            others = tuple(e for e in bucket if not _is_plain(e))
             self.automaton.add_word(needle, (len(needle), needle[1:], plain, others))
         self.automaton.make_automaton()
 
@@ -507,7 +511,10 @@ def _scan(taxonomy: Taxonomy, text: str) -> _Scan:
             else:
                 o_start, o_end = offsets.start(start - 1), offsets.end(end - 1)
             for topic, kind in plain:
-                mentions.append((o_start, -o_end, topic, kind, word))
+                if kind != COUNTRY:
+                    mentions.append((o_start, -o_end, topic, kind, word))
+                elif text[o_start].isupper():  # a country is a proper name: "Turkey", not "turkey"
+                    countries.append((o_start, -o_end))
         for entry in others:
             stop = end
             if not closed:  # the word goes on: only a stem may take the rest of it

@@ -66,6 +66,8 @@ def test_mentions_inside_an_enumeration_of_three_countries_are_passing():
     text = "Wheat went to Egypt, Turkey, Ukraine and Indonesia this year.\n" + BODY
     assert topic_ids("Wheat exports", text) == set()
     assert topic_ids("Germany, France and Russia top gas use", BODY) == set()
+    assert topic_ids("GERMANY, FRANCE AND RUSSIA TOP GAS USE", BODY) == set()
+    assert topic_ids("Talks", "For us, China and Russia matter.\n" + BODY) == {"russia"}  # "us" is no country
     # ... unless the article also speaks of the country outside the enumeration
     assert topic_ids("Wheat exports", text + "Ukraine's harvest was large.") == {"ukraine"}
     assert topic_ids("Kazakhstan, Uzbekistan and Russia sign gas deal", BODY + "Gazprom will deliver more.") == {"russia"}
