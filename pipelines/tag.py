@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 PRIMARY, SUPPORT, EXCLUDE, CUE, COUNTRY = range(5)
 MAX_EVIDENCE = 50
 LEAD_SENTENCES = 2  # a lead longer than this (a text without paragraphs) is cut to its first sentences
+SHORT_LINE = 60  # a first line shorter than this, and no sentence, is not the lead on its own
+_SENTENCE_MARKS = tuple(".!?…\"”»')")
 
 # ----------------------------------------------------------------------------------------------
 # Normalisation: the automaton sees a folded copy of the text; offsets map back to the original.
@@ -627,13 +629,20 @@ def credit_lines(text: str) -> list[tuple[int, int]]:
 
 
 def _lead_end(text: str, lead: Optional[str], starts: list[int]) -> int:
-    if lead and text.startswith(lead):
+    """Where the lead ends: the given lead or the first paragraph, at most LEAD_SENTENCES sentences;
+    a short first line that is no sentence (a dateline, a byline, a kicker) takes the next one along."""
+    skip = 0
+    first = text.find("\n")
+    if 0 <= first < SHORT_LINE and text[first:].strip() and not text[:first].rstrip().endswith(_SENTENCE_MARKS):
+        skip = 1
+        second = text.find("\n", first + 1)
+        end = len(text) if second < 0 else second
+    elif lead and text.startswith(lead):
         end = len(lead)
     else:
-        end = text.find("\n")
-        end = len(text) if end < 0 else end
-    if len(starts) > LEAD_SENTENCES:
-        end = min(end, starts[LEAD_SENTENCES])
+        end = len(text) if first < 0 else first
+    if len(starts) > LEAD_SENTENCES + skip:
+        end = min(end, starts[LEAD_SENTENCES + skip])
     return end
 
 

@@ -58,8 +58,10 @@ def test_the_lead_is_the_first_paragraph_at_most_two_sentences():
     text = "Prices rose. Volumes fell. Later, Ukraine said it would export more. No more here."
     assert topic_ids("Markets", text) == set()  # one paragraph, third sentence: not the lead
     assert topic_ids("Markets", "Prices rose as Ukraine cut exports.\n" + BODY) == {"ukraine"}
-    lead = "Prices rose."
+    lead = "Prices rose and volumes fell on the exchange as the harvest came in."
     assert topic_ids("Markets", lead + " Ukraine cut exports.\n" + BODY, lead=lead) == set()
+    # a dateline or byline line alone is not the lead: the paragraph after it is
+    assert topic_ids("Markets", "By Jane Doe, Global Wire\nPrices rose as Ukraine cut exports.\n" + BODY) == {"ukraine"}
 
 
 def test_mentions_inside_an_enumeration_of_three_countries_are_passing():
