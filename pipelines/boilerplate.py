@@ -26,27 +26,41 @@ RULES_VERSION = "2026.11.3"
 
 # ---- DOM pre-pass ----------------------------------------------------------------------------
 
-# class/id words of boilerplate blocks, by kind; a word matches a whole class token or a part of
-# one between "-" / "_" edges ("wp-caption-text", "jp-relatedposts"), never inside a word
+# class/id words of boilerplate blocks, by kind. A class token is cut at "-" and "_"; a word
+# matches one part or two adjacent parts written together ("wp-caption-text", "tag-list",
+# "jp-relatedposts"), never the inside of a word ("shadow" holds no "ad"). Set lookups, no
+# regular expression: pages carry thousands of class names.
 _BLOCK_KINDS = {
-    "caption": "captions?|wp-caption-text|caption-text|credits?|photo-?credits?|image-?credits?|img-?credits?|"
-               "media-credit|copyright",
-    "tags": "tags|tag-?list|tags?-?links|post-?tags|entry-?tags|article-?tags|tagcloud|tag-?cloud|keywords",
-    "share": "share|shares|sharing|sharedaddy|share-?buttons|sharebar|social|social-?links|social-?share|"
-             "addthis|addtoany|a2a",
-    "related": "related|relatedposts|related-?posts|related-?articles|recommended|recirculation|"
-               "read-?more|more-?stories|most-?popular|most-?read|trending|outbrain|taboola",
-    "newsletter": "newsletter|subscribe|subscription|signup|sign-?up|optin|opt-?in|mailchimp|mc4wp",
-    "ad": "ad|ads|advert|adverts|advertisement|adslot|ad-?slot|ad-?container|dfp|sponsored|promo|promoted",
-    "embed": "embed|video-?embed|oembed|instagram-?media|tiktok-?embed|fb-?video|youtube-?player",
-    "tracker": "analytics|tracking|tracker|pixel|clicky|statcounter",
-    "comments": "comments|comment-?list|comment-?respond|disqus",
-    "chrome": "breadcrumbs?|author-?bio|author-?box|about-?author|print-?button|toolbar|skip-?link",
+    "caption": "caption captions credit credits photocredit photocredits imagecredit imagecredits imgcredit copyright",
+    "tags": "tags taglist taglinks tagslinks tagcloud keywords",
+    "share": "share shares sharing sharedaddy sharebuttons sharebar social sociallinks socialshare addthis addtoany a2a",
+    "related": "related relatedposts relatedarticles recommended recirculation readmore morestories mostpopular "
+               "mostread trending outbrain taboola",
+    "newsletter": "newsletter subscribe subscription signup optin mailchimp mc4wp",
+    "ad": "ad ads advert adverts advertisement adslot adcontainer dfp sponsored promo promoted",
+    "embed": "embed videoembed oembed instagrammedia tiktokembed fbvideo youtubeplayer",
+    "tracker": "analytics tracking tracker pixel clicky statcounter",
+    "comments": "comments commentlist commentrespond disqus",
+    "chrome": "breadcrumb breadcrumbs authorbio authorbox aboutauthor printbutton toolbar skiplink",
 }
-_KIND_OF_WORD = [(kind, re.compile(rf"(?:^|[-_\s])(?:{words})(?:$|[-_\s])", re.I)) for kind, words in _BLOCK_KINDS.items()]
-_ANY_BLOCK_WORD = re.compile("|".join(f"(?:{p.pattern})" for _, p in _KIND_OF_WORD), re.I)
+_KIND_OF_WORD = {word: kind for kind, words in _BLOCK_KINDS.items() for word in words.split()}
 # a container of the story itself ("entry-content has-caption") is never dropped for a word
-_STORY_WORD = re.compile(r"(?:^|[-_\s])(?:content|body|article|entry|story|main|post|text)(?:$|[-_\s])", re.I)
+_STORY_WORDS = frozenset("content body article entry story main post text".split())
+
+
+def _token_kind(token: str) -> Optional[str]:
+    parts = token.lower().replace("_", "-").split("-")
+    for i, part in enumerate(parts):
+        kind = _KIND_OF_WORD.get(part) or (i + 1 < len(parts) and _KIND_OF_WORD.get(part + parts[i + 1]))
+        if kind:
+            return kind
+    return None
+
+
+def _has_story_word(names: str) -> bool:
+    return any(part in _STORY_WORDS for part in names.lower().replace("_", "-").replace(" ", "-").split("-"))
+
+
 _DROP_TAGS = {"figcaption": "figcaption", "noscript": "embed", "iframe": "embed", "template": "embed"}
 # tags whose class words are trusted; an <a> or <em> is part of a sentence and stays
 _BLOCK_TAGS = {"div", "section", "aside", "ul", "ol", "li", "p", "span", "figure", "footer", "nav", "form",
@@ -101,7 +115,7 @@ def _lift_tweets(tree, removed: Counter) -> None:
         if "twitter-tweet" not in (quote.get("class") or ""):
             continue
         for anc in quote.iterancestors():
-            if anc.tag in ("body", "html") or _STORY_WORD.search(_class_id(anc)):
+            if anc.tag in ("body", "html") or _has_story_word(_class_id(anc)):
                 break
             if _block_kind(anc) in ("share", "embed"):
                 anc.addprevious(quote)
@@ -126,13 +140,15 @@ def _remove(el) -> None:
 
 def _names_kind(names: str) -> Optional[str]:
     """The boilerplate kind named by class/id tokens, or None (memoised per page: values repeat)."""
-    if not _ANY_BLOCK_WORD.search(names):
-        return None
-    tokens = names.split()
-    hits = [t for t in tokens if _ANY_BLOCK_WORD.search(t)]
-    if not hits or any(_STORY_WORD.search(t) and t not in hits for t in tokens):
-        return None
-    return next(kind for kind, pattern in _KIND_OF_WORD if any(pattern.search(t) for t in hits))
+    kind = None
+    story = False
+    for token in names.split():
+        token_kind = _token_kind(token)
+        if token_kind:
+            kind = kind or token_kind
+        elif _has_story_word(token):
+            story = True
+    return None if story else kind
 
 
 def _is_prose(el) -> bool:
