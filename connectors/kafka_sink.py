@@ -13,8 +13,9 @@ by ``benchmarks/kafka_sink.py``. Every record sent in a bundle is kept, already 
 - anything else (broker down, timeouts): the producer is replaced by a new one and the failed
   records are sent again, byte for byte, with a doubling back-off, up to ``send_attempts`` rounds.
   When they still fail, ``finish_bundle`` raises, the bundle fails, and a runner that retries
-  bundles (Flink, Dataflow) replays it. The Python DirectRunner does not retry a failed bundle,
-  which is why the bounded retry lives here.
+  bundles (Flink, Dataflow) replays it. The Python DirectRunner's batch path (FnApiRunner) does
+  not retry a failed bundle at all (its streaming path retries one 4 times), which is why the
+  bounded retry lives here.
 
 Replacing the producer, rather than waiting on it, is deliberate: in kafka-python 3.0.12 an
 idempotent producer whose already-sent batch expires (a broker down for longer than

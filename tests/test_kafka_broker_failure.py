@@ -21,7 +21,8 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_sink import WriteToKafka
-from tests.conftest import REPO, Broker, free_port
+from pipelines.demo import KAFKA_SCRIPT
+from tests.conftest import REPO, free_port
 from tests.test_kafka_sink import articles, read_topic
 
 N_RECORDS = 600
@@ -38,11 +39,27 @@ def _free_port_pair() -> int:
             continue
 
 
+class OwnBroker:
+    """A broker of this module's own (deploy/kafka/kafka.sh), patient with a busy machine."""
+
+    def __init__(self, port: int, state_dir: str):
+        self.port, self.state_dir, self.bootstrap = port, state_dir, f"127.0.0.1:{port}"
+
+    def _script(self, action: str) -> None:
+        subprocess.run(["bash", str(KAFKA_SCRIPT), action, "--port", str(self.port), "--dir", self.state_dir],
+                       check=True, capture_output=True, text=True, timeout=240,
+                       env={**os.environ, "KAFKA_READY_TIMEOUT": "180"})
+
+    def start(self):
+        self._script("start")
+
+    def stop(self):
+        self._script("stop")
+
+
 @pytest.fixture(scope="module")
 def own_broker():
-    port = _free_port_pair()
-    state = tempfile.mkdtemp(prefix="newsingest-kafka-bounce-")
-    broker = Broker(f"127.0.0.1:{port}", port, state)
+    broker = OwnBroker(_free_port_pair(), tempfile.mkdtemp(prefix="newsingest-kafka-bounce-"))
     broker.start()
     try:
         yield broker
@@ -50,7 +67,7 @@ def own_broker():
         try:
             broker.stop()
         finally:
-            shutil.rmtree(state, ignore_errors=True)
+            shutil.rmtree(broker.state_dir, ignore_errors=True)
 
 
 def _records_on(bootstrap: str, topic: str) -> int:
@@ -67,7 +84,7 @@ def _records_on(bootstrap: str, topic: str) -> int:
 class Bounce(threading.Thread):
     """Stop the broker once some records have landed, keep it down, start it again."""
 
-    def __init__(self, broker: Broker, topic: str, after_records: int, down_s: float):
+    def __init__(self, broker: OwnBroker, topic: str, after_records: int, down_s: float):
         super().__init__(daemon=True)
         self.broker, self.topic, self.after_records, self.down_s = broker, topic, after_records, down_s
         self.stopped_at = self.started_at = None
