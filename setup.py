@@ -23,6 +23,7 @@ setup(
         "lxml_html_clean==0.4.6",  # trafilatura 2.3 with lxml 6 fails on import without it
         "urllib3==2.8.0",
         "courlan==1.4.0",
+        "htmldate==1.11.0",
         "PyYAML==6.0.3",
         "jsonschema==4.26.0",
         "pyahocorasick==2.3.1",
