@@ -50,6 +50,7 @@ class Config:
     poll: PollPolicy = field(default_factory=PollPolicy)
     feed_refresh_s: float = 300.0  # streaming: how often the feed list is re-sent to the pollers
     taxonomy_path: Optional[str] = None
+    taxonomy_reload_s: float = 60.0  # how often a running job checks the taxonomy file for edits
     emit_duplicates: bool = True
     feed_content_fallback: bool = True
     raw: dict[str, Any] = field(default_factory=dict)
@@ -104,11 +105,13 @@ def parse_config(doc: dict[str, Any], base_dir: str = ".") -> Config:
     if unknown:
         raise ConfigError(f"unknown dedup setting(s): {', '.join(sorted(unknown))}")
     dedup = DedupConfig(**{k: v for k, v in d.items() if k in known})
-    taxonomy = (doc.get("tagging") or {}).get("taxonomy")
+    tagging = doc.get("tagging") or {}
+    taxonomy = tagging.get("taxonomy")
     if taxonomy and not os.path.isabs(taxonomy):
         taxonomy = os.path.join(base_dir, taxonomy)
     return Config(feeds=norm_feeds, kafka=kafka, fetch=fetch, dedup=dedup, poll=poll,
                   feed_refresh_s=float(p.get("refresh_s", 300)), taxonomy_path=taxonomy,
+                  taxonomy_reload_s=float(tagging.get("reload_every_s", 60)),
                   emit_duplicates=bool(d.get("emit_duplicates", True)),
                   feed_content_fallback=bool(f.get("feed_content_fallback", True)), raw=doc)
 

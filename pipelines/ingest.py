@@ -29,7 +29,7 @@ from connectors.polling import PollFeedsForever
 from pipelines import dedup as dd
 from pipelines.config import Config
 from pipelines.extract import ExtractError, extract_article
-from pipelines.tag import load_taxonomy, tag_article
+from pipelines.tag import TaxonomyWatcher, tag_article
 from schemas import SCHEMA_VERSION, DeadLetter
 
 log = logging.getLogger(__name__)
@@ -218,17 +218,29 @@ class ExtractArticle(beam.DoFn):
 
 
 class TagTopics(beam.DoFn):
-    def __init__(self, taxonomy_path: Optional[str]):
+    """Topics with evidence; an edited taxonomy file is picked up without a restart."""
+
+    def __init__(self, taxonomy_path: Optional[str], reload_every_s: float = 60.0):
         self.taxonomy_path = taxonomy_path
+        self.reload_every_s = reload_every_s
         self.tagged = Metrics.counter("tag", "articles_tagged")
+        self.reloads = Metrics.counter("tag", "taxonomy_reloads")
+        self.reload_errors = Metrics.counter("tag", "taxonomy_reload_errors")
 
     def setup(self):
-        self.taxonomy = load_taxonomy(self.taxonomy_path)
+        self.watcher = TaxonomyWatcher(self.taxonomy_path, interval_s=self.reload_every_s)
+        self._seen = (0, 0)
 
     def process(self, record: dict[str, Any]):
+        taxonomy = self.watcher.current()
+        counts = (self.watcher.reloads, self.watcher.errors)
+        if counts != self._seen:
+            self.reloads.inc(counts[0] - self._seen[0])
+            self.reload_errors.inc(counts[1] - self._seen[1])
+            self._seen = counts
         record = dict(record)
-        record["topics"] = tag_article(record["title"], record["text"], self.taxonomy, record["lead"])
-        record["taxonomy_version"] = self.taxonomy.version
+        record["topics"] = tag_article(record["title"], record["text"], taxonomy, record["lead"])
+        record["taxonomy_version"] = taxonomy.version
         if record["topics"]:
             self.tagged.inc()
         yield record
@@ -261,7 +273,7 @@ class IngestFeeds(beam.PTransform):
         pages = entries | "FetchArticle" >> beam.ParDo(FetchArticle(cfg.fetch, cfg.feed_content_fallback)).with_outputs(DEAD, main="pages")
         records = pages.pages | "ExtractClean" >> beam.ParDo(ExtractArticle()).with_outputs(DEAD, main="records")
         originals, duplicates = records.records | "Dedup" >> dd.Deduplicate(cfg.dedup)
-        tag = TagTopics(cfg.taxonomy_path)
+        tag = TagTopics(cfg.taxonomy_path, cfg.taxonomy_reload_s)
         dead = (polled[DEAD], pages[DEAD], records[DEAD]) | "DeadLetters" >> beam.Flatten()
         return {
             "articles": originals | "Tag" >> beam.ParDo(tag),
