@@ -54,19 +54,21 @@ from courlan import normalize_url
 
 _WORD = re.compile(r"\w+", re.U)
 _MICROS_PER_DAY = 86_400_000_000
+_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
+                 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9], dtype=np.uint64)
 
 
 @dataclass(frozen=True)
 class DedupConfig:
     """Built by pipelines/config.py from the YAML ``dedup:`` keys, by field name."""
 
-    shingle: int = 3  # words per shingle
+    shingle: int = 3  # words per shingle (at most 8)
     num_perm: int = 128  # MinHash values per signature
     bands: int = 64  # LSH bands of ``rows`` values each (bands * rows <= num_perm)
     rows: int = 2  # few rows per band: copies of low Jaccard (trimmed ones) still collide
     sig_bits: int = 8  # bits kept per MinHash value in state (b-bit MinHash), 8 or 16
     jaccard: float = 0.5  # one story if the estimated Jaccard similarity reaches this ...
-    containment: float = 0.45  # ... or this share of the smaller text is in the larger one
+    containment: float = 0.5  # ... or this share of the smaller text is in the larger one
     containment_jaccard: float = 0.18  # ... and the smaller is not a mere quote (Jaccard floor)
     min_tokens: int = 20  # shorter texts are only matched exactly
     ttl_days: float = 7.0  # event time an article stays in state
@@ -75,6 +77,8 @@ class DedupConfig:
     def __post_init__(self):
         if self.bands * self.rows > self.num_perm:
             raise ValueError(f"dedup: bands * rows ({self.bands} * {self.rows}) exceeds num_perm ({self.num_perm})")
+        if not 1 <= self.shingle <= len(_MIX):
+            raise ValueError(f"dedup: shingle must be 1 to {len(_MIX)} words")
         if self.sig_bits not in (8, 16):
             raise ValueError("dedup: sig_bits must be 8 or 16")
 
@@ -191,15 +195,22 @@ class MinHasher:
         self.a = rng.integers(0, 1 << 63, size=config.num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
         self.b = rng.integers(0, 1 << 63, size=config.num_perm, dtype=np.uint64)
 
-    def shingles(self, toks: list[str]) -> set[int]:
-        k = self.config.shingle
-        if len(toks) < k:
-            return {hash_token(" ".join(toks))} if toks else set()
-        return {hash_token(" ".join(toks[i:i + k])) for i in range(len(toks) - k + 1)}
+    def shingles(self, toks: list[str]) -> np.ndarray:
+        """Distinct 64-bit hashes of the k-word shingles: each word hashed once (blake2b), the
+        k word hashes of a shingle mixed by odd multipliers, in numpy."""
+        if not toks:
+            return np.empty(0, dtype=np.uint64)
+        vocab = {t: hash_token(t) for t in set(toks)}
+        words = np.fromiter((vocab[t] for t in toks), dtype=np.uint64, count=len(toks))
+        k = min(self.config.shingle, len(toks))
+        n = len(toks) - k + 1
+        mixed = np.zeros(n, dtype=np.uint64)
+        for i in range(k):
+            mixed = (mixed ^ words[i:i + n]) * _MIX[i]  # wraps modulo 2^64
+        return np.unique(mixed ^ (mixed >> np.uint64(29)))
 
     def signature(self, text: str) -> Signature:
-        sh = self.shingles(tokens(text))
-        return self.signature_of(np.fromiter(sh, dtype=np.uint64, count=len(sh)))
+        return self.signature_of(self.shingles(tokens(text)))
 
     def signature_of(self, shingle_hashes: np.ndarray) -> Signature:
         """Signature of a set of distinct 64-bit shingle hashes."""
@@ -258,7 +269,7 @@ class Member(NamedTuple):
     sig: bytes
     size: int
     released: bool  # the watermark passed it: it was decided and emitted
-    root: tuple[int, str]  # (micros, id) of the earliest article this key knows in its cluster
+    root: Optional[tuple[int, str]]  # (micros, id) of the earliest article this key knows in its cluster; None: itself
 
 
 class Edge(NamedTuple):
@@ -273,6 +284,10 @@ class Edge(NamedTuple):
 
 def _order(micros: int, rid: str) -> tuple[int, str]:
     return (micros, rid)
+
+
+def _root(m: Member) -> tuple[int, str]:
+    return m.root or (m.micros, m.id)
 
 
 class Bucket:
@@ -293,15 +308,15 @@ class Bucket:
                 found.append((m, sim))
         mine = _order(p.micros, p.id)
         before = [m for m, _ in found if m.released or _order(m.micros, m.id) < mine]
-        root = min((m.root for m in before), default=mine)
+        root = min((_root(m) for m in before), default=mine)
         edges = []
         for m, sim in found:
-            edges.append((p.id, Edge(m.id, m.micros, sim, 1 if m.released else 0, m.root)))
+            edges.append((p.id, Edge(m.id, m.micros, sim, 1 if m.released else 0, _root(m))))
             edges.append((m.id, Edge(p.id, p.micros, sim, -1 if m.released else 0, root)))
         if found:  # a late-arriving earlier article becomes the root of the later ones it matches
             later = {m.id for m, _ in found if not m.released and mine < _order(m.micros, m.id)}
-            self.members = [m._replace(root=min(m.root, root)) if m.id in later else m for m in self.members]
-        self.members.append(Member(p.id, p.micros, p.sig, p.size, False, root))
+            self.members = [m._replace(root=min(_root(m), root)) if m.id in later else m for m in self.members]
+        self.members.append(Member(p.id, p.micros, p.sig, p.size, False, None if root == mine else root))
         if len(self.members) > config.max_per_key:
             self.members.sort(key=lambda m: _order(m.micros, m.id))
             del self.members[:len(self.members) - config.max_per_key]

@@ -160,6 +160,7 @@ def test_earlier_event_time_wins_when_neither_was_released():
     assert dd.decide("copy", 20, [e for to, e in edges if to == "copy"]) == dd.Verdict("orig", "orig", 1.0)
     # the stored copy now knows the original as its root, for articles that match only the copy
     assert {m.id: m.root for m in bucket.members}["copy"] == (10, "orig")
+    assert {m.id: m.root for m in bucket.members}["orig"] is None  # its own root, not stored
 
 
 def test_bucket_expiry_and_size_cap():
