@@ -177,7 +177,7 @@ class _KafkaWriteFn(beam.DoFn):
             key, value, headers = self.encoder(record)
         except (TypeError, ValueError, KeyError) as exc:  # a record the wire format cannot carry
             ref = str(record.get(getattr(self.encoder, "key_field", "id"), "")) if isinstance(record, Mapping) else ""
-            self._queue(self._dead_letter(_Outgoing(self.topic, ref.encode(), b"", []), exc, "cannot encode"))
+            self._queue(self._dead_letter(_Outgoing(self.topic, ref.encode(), b"", []), exc, "cannot be encoded"))
             return
         queued = self._queue(_Outgoing(self.topic, key, value, headers))
         if not queued or self.pending_bytes >= MAX_PENDING_BYTES:
@@ -231,14 +231,24 @@ class _KafkaWriteFn(beam.DoFn):
         return self._send(out)
 
     def _flush(self) -> None:
-        from kafka.errors import KafkaTimeoutError
+        """Wait up to ``flush_timeout_s`` for every send to complete; what did not shows in its future."""
+        from kafka.errors import KafkaError, KafkaTimeoutError
 
         if self.producer is None:
             return
-        try:
-            self.producer.flush(timeout=self.flush_timeout_s)
-        except KafkaTimeoutError:
-            log.warning("Kafka producer did not drain within %g s", self.flush_timeout_s)
+        deadline = time.monotonic() + self.flush_timeout_s
+        while True:
+            try:
+                self.producer.flush(timeout=max(deadline - time.monotonic(), 0))
+                return
+            except KafkaTimeoutError:
+                log.warning("Kafka producer did not drain within %g s", self.flush_timeout_s)
+                return
+            except KafkaError as exc:  # kafka-python 3.0.12 says "Future not done" while it splits a batch
+                if time.monotonic() >= deadline:
+                    log.warning("Kafka producer flush failed: %r", exc)
+                    return
+                time.sleep(0.01)
 
     def _outcome(self, out: _Outgoing) -> Optional[BaseException]:
         from kafka.errors import KafkaTimeoutError
@@ -261,16 +271,16 @@ class _KafkaWriteFn(beam.DoFn):
                 if error is None:
                     self.sent.inc()
                 elif _refusal(error) and out.future is None:  # the client measured this record alone
-                    culprits.append((out, error))
+                    culprits.append((out, error, "refused by the producer"))
                 elif _refusal(error):
                     refused.append(out)
                 else:
                     retry.append((out, error))
             if refused:
                 more_culprits, more_retry = self._isolate(refused)
-                culprits += more_culprits
+                culprits += [(out, error, "refused by the broker") for out, error in more_culprits]
                 retry += more_retry
-            letters = [self._dead_letter(out, error, "undeliverable") for out, error in culprits]
+            letters = [self._dead_letter(out, error, what) for out, error, what in culprits]
             if retry:
                 if round_ >= self.send_attempts:
                     out, error = retry[0]
@@ -327,10 +337,10 @@ class _KafkaWriteFn(beam.DoFn):
         """The dead-letter record for ``out``, ready to queue; raises when there is nowhere to put it."""
         key = out.key.decode(errors="replace")
         if not self.dead_letter_topic or out.topic == self.dead_letter_topic:
-            raise SinkDeliveryError(f"record {key} is {what} for topic {out.topic!r} and there is no dead-letter "
-                                    f"topic to take it: {_describe(error)}")
+            raise SinkDeliveryError(f"record {key} for topic {out.topic!r}: {what} ({_describe(error)}), and there "
+                                    "is no dead-letter topic to take it")
         self.dead.inc()
-        log.warning("record %s is %s for %s, sent to %s: %r", key, what, out.topic, self.dead_letter_topic, error)
+        log.warning("record %s for %s: %s (%r); dead letter to %s", key, out.topic, what, error, self.dead_letter_topic)
         letter = DeadLetter(
             stage="send", reason=f"{what}: {_describe(error)}"[:1000], input_ref=key,
             failed_at=dt.datetime.now(dt.timezone.utc).isoformat(), attempt=max(out.attempt, 1),
