@@ -166,3 +166,20 @@ def test_broker_unreachable_at_start_clear_error_nonzero_exit(tmp_path):
     assert "Traceback" not in proc.stderr
     # bounded: the pre-flight gives up after kafka.connect_timeout_ms (10 s), plus interpreter start
     assert elapsed < 60, f"took {elapsed:.0f} s"
+
+
+def test_broker_gone_for_good_fails_the_bundle_after_bounded_attempts():
+    from connectors.kafka_sink import SinkDeliveryError
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        bootstrap = f"127.0.0.1:{closed.getsockname()[1]}"
+        cfg = {"bootstrap_servers": bootstrap, "send_attempts": 2,
+               "producer": {"bootstrap_timeout_ms": 1000, "max_block_ms": 1000}}
+        started = time.monotonic()
+        with pytest.raises(SinkDeliveryError) as info:
+            with beam.Pipeline(runner="DirectRunner") as p:
+                _ = p | beam.Create(articles(3)) | WriteToKafka("gone.articles", cfg)
+        elapsed = time.monotonic() - started
+    assert bootstrap in str(info.value) and "after 2 attempt(s)" in str(info.value)
+    assert elapsed < 60, f"took {elapsed:.0f} s"
