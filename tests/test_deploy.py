@@ -28,7 +28,7 @@ import k8s_schemas  # noqa: E402
 
 
 def run_validate(deploy_dir: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DEPLOY_TOOLS_DIR": str(DEPLOY / ".tools")}
+    env = {**os.environ, "DEPLOY_TOOLS_DIR": str(DEPLOY / ".tools"), "PYTHON": sys.executable}
     return subprocess.run(["bash", str(DEPLOY / "validate.sh"), str(deploy_dir)], capture_output=True,
                           text=True, timeout=900, env=env)
 
