@@ -2,6 +2,7 @@
 # Install everything news-ingest needs on a fresh machine, idempotently:
 #   - the Python package with its pinned dependencies and the test extra (pip, editable)
 #   - the local Kafka's jars (Maven Central, cached in deploy/kafka/.lib)
+#   - the Beam Flink job server's jars (Maven Central, cached in deploy/flink/.lib)
 #   - the Prism runner binary (go install, version matched to apache-beam) into $(go env GOPATH)/bin
 #   - kcat, when apt is available and it is missing (optional: only the README's read-back uses it)
 # Usage: bash deploy/install.sh [--no-prism] [--no-kcat]
@@ -24,6 +25,9 @@ echo "== Python packages"
 
 echo "== Kafka jars (Maven Central)"
 bash deploy/kafka/kafka.sh classpath >/dev/null
+
+echo "== Flink job-server jars (Maven Central)"
+bash deploy/flink/job-server-jar.sh >/dev/null
 
 if [[ $want_prism == 1 ]]; then
   echo "== Prism runner (go install)"

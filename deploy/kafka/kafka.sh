@@ -266,7 +266,7 @@ do_stop() {
   fi
   kill -TERM "$pid" 2>/dev/null || true
   local i
-  for i in $(seq 1 60); do
+  for _ in $(seq 1 60); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.5
   done
