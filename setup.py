@@ -31,7 +31,7 @@ setup(
         "zstandard==0.25.0",
     ],
     extras_require={
-        "test": ["pytest==9.2.0"],
+        "test": ["pytest==9.2.0", "fastavro==1.13.1"],
         "avro": ["fastavro==1.13.1"],
     },
     entry_points={"console_scripts": ["newsingest=pipelines.cli:main"]},

@@ -145,11 +145,16 @@ def cmd_run(args, beam_args) -> int:
     from connectors.kafka_admin import KafkaUnavailable
     from pipelines.config import ConfigError
 
+    from connectors.kafka_sink import SinkDeliveryError
+
     try:
         summary = run_job(args.config, args.sink, args.output, beam_args)
     except (ConfigError, KafkaUnavailable, ValueError) as exc:
         print(f"newsingest run: {exc}", file=sys.stderr)
         return 2
+    except SinkDeliveryError as exc:
+        print(f"newsingest run: {exc}", file=sys.stderr)
+        return 3
     print_summary(summary, args.sink, args.output)
     return 0
 
