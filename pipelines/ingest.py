@@ -184,20 +184,32 @@ def build_record(page: dict[str, Any], extracted: dict[str, Any]) -> dict[str, A
     }
 
 
-def _event_time(record: dict[str, Any]) -> Timestamp:
-    for value in (record.get("published_at"), record["fetched_at"]):
-        if value:
-            try:
-                return Timestamp.from_utc_datetime(dt.datetime.fromisoformat(value).astimezone(dt.timezone.utc))
-            except ValueError:
-                continue
-    return Timestamp.now()
+def _parse_ts(value: Optional[str]) -> Optional[Timestamp]:
+    if not value:
+        return None
+    try:
+        return Timestamp.from_utc_datetime(dt.datetime.fromisoformat(value).astimezone(dt.timezone.utc))
+    except (ValueError, OverflowError):
+        return None
+
+
+def publication_time(record: dict[str, Any]) -> Timestamp:
+    """When the article was published (else fetched): its event time in a batch run."""
+    return _parse_ts(record.get("published_at")) or _parse_ts(record["fetched_at"]) or Timestamp.now()
 
 
 class ExtractArticle(beam.DoFn):
-    """Page in, record out (timestamped with its publication time); failures to dead letters."""
+    """Page in, record out; failures to dead letters.
 
-    def __init__(self):
+    Event time: in a batch run every page is fetched at once, so an article is stamped with its
+    publication time, which orders the copies of a story. In streaming an article keeps the time
+    of the poll that found it (the feed loop's watermark hold): first seen is first in event time.
+    Re-stamping there would put elements behind or ahead of the watermark that the dedup state's
+    timers rely on (measured on Prism: verdicts then stalled).
+    """
+
+    def __init__(self, stamp_publication_time: bool = True):
+        self.stamp_publication_time = stamp_publication_time
         self.extracted = Metrics.counter("extract", "articles")
         self.failed = Metrics.counter("extract", "failed")
 
@@ -214,7 +226,10 @@ class ExtractArticle(beam.DoFn):
             return
         self.extracted.inc()
         record = build_record(page, extracted)
-        yield beam.window.TimestampedValue(record, _event_time(record))
+        if self.stamp_publication_time:
+            yield beam.window.TimestampedValue(record, publication_time(record))
+        else:
+            yield record
 
 
 class TagTopics(beam.DoFn):
@@ -266,12 +281,12 @@ class IngestFeeds(beam.PTransform):
             polled = feeds | "PollFeeds" >> beam.ParDo(PollFeed(cfg.fetch)).with_outputs(DEAD, main="entries")
         entries = (
             polled.entries
-            | "KeyByLink" >> beam.Map(lambda e: (dd.canonical_url(e["link"]), e))
-            | "FirstLink" >> beam.ParDo(FirstSeen("duplicate_links", cfg.dedup.ttl_days)).with_input_types(tuple[str, dict])
+            | "KeyByLink" >> beam.Map(lambda e: (dd.canonical_url(e["link"]), e)).with_output_types(tuple[str, dict])
+            | "FirstLink" >> beam.ParDo(FirstSeen("duplicate_links", cfg.dedup.ttl_days))
             | "Spread" >> beam.Reshuffle()
         )
         pages = entries | "FetchArticle" >> beam.ParDo(FetchArticle(cfg.fetch, cfg.feed_content_fallback)).with_outputs(DEAD, main="pages")
-        records = pages.pages | "ExtractClean" >> beam.ParDo(ExtractArticle()).with_outputs(DEAD, main="records")
+        records = pages.pages | "ExtractClean" >> beam.ParDo(ExtractArticle(stamp_publication_time=not self.streaming)).with_outputs(DEAD, main="records")
         originals, duplicates = records.records | "Dedup" >> dd.Deduplicate(cfg.dedup)
         tag = TagTopics(cfg.taxonomy_path, cfg.taxonomy_reload_s)
         dead = (polled[DEAD], pages[DEAD], records[DEAD]) | "DeadLetters" >> beam.Flatten()
