@@ -480,6 +480,7 @@ class _BandIndex(beam.DoFn):
         self.config = config
         self.pairs = Metrics.counter("dedup", "verified_pairs")
         self.key_size = Metrics.distribution("dedup", "band_key_size")
+        self.expired = Metrics.counter("dedup", "band_members_expired")  # past the TTL (at once: event times far behind)
 
     def process(self, element, state=beam.DoFn.StateParam(BUCKET), tick=beam.DoFn.TimerParam(TICK)):
         key, probe = element
@@ -501,6 +502,7 @@ class _BandIndex(beam.DoFn):
         bucket = Bucket(members)
         bucket.release(ts.micros)
         bucket.expire(ts.micros, self.config.ttl_micros)
+        self.expired.inc(len(members) - len(bucket.members))
         if bucket.members:
             state.write((bucket.members, self._arm(bucket, None, tick)))
         else:

@@ -203,7 +203,7 @@ class ExtractArticle(beam.DoFn):
 
     Event time: in a batch run every page is fetched at once, so an article is stamped with its
     publication time, which orders the copies of a story. In streaming an article keeps the time
-    of the poll that found it (the feed loop's watermark hold): first seen is first in event time.
+    of the poll that found it (stamped as it leaves the poll loop): first seen is first in event time.
     Re-stamping there would put elements behind or ahead of the watermark that the dedup state's
     timers rely on (measured on Prism: verdicts then stalled).
     """
@@ -277,10 +277,14 @@ class IngestFeeds(beam.PTransform):
                 | "KeyByFeed" >> beam.Map(lambda f: (f["url"], f)).with_output_types(tuple[str, dict])
                 | "PollFeedsForever" >> beam.ParDo(PollFeedsForever(cfg.fetch, cfg.poll)).with_outputs(DEAD, main="entries")
             )
+            # event time: when the poll found the entry. Runners stamp timer output differently (Prism: the
+            # hold; Flink: the fire time, the epoch for a timer armed at 0), and dedup's TTL needs the truth.
+            found = polled.entries | "StampPollTime" >> beam.Map(lambda e: beam.window.TimestampedValue(e, Timestamp.now()))
         else:  # batch: every feed polled once
             polled = feeds | "PollFeeds" >> beam.ParDo(PollFeed(cfg.fetch)).with_outputs(DEAD, main="entries")
+            found = polled.entries
         entries = (
-            polled.entries
+            found
             | "KeyByLink" >> beam.Map(lambda e: (dd.canonical_url(e["link"]), e)).with_output_types(tuple[str, dict])
             | "FirstLink" >> beam.ParDo(FirstSeen("duplicate_links", cfg.dedup.ttl_days))
             | "Spread" >> beam.Reshuffle()
