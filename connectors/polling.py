@@ -318,8 +318,9 @@ class PollFeedsForever(beam.DoFn):
         config.write(dict(feed))
         stored = state.read()
         if stored is None:
-            state.write(FeedState(url).to_dict())
-            timer.set(Timestamp.of(self.clock()))
+            now = self.clock()  # stored, so that a re-sent feed list re-arms at now, not at the epoch
+            state.write(FeedState(url, next_poll_at=now).to_dict())
+            timer.set(Timestamp.of(now))
         elif not math.isinf(stored["next_poll_at"]):
             timer.set(Timestamp.of(stored["next_poll_at"]))
 

@@ -265,8 +265,10 @@ def test_poll_feeds_forever_on_prism(server, tmp_path):
     server.routes["/broken"] = lambda r: (500, {}, b"")
     url, broken = server.url("/feed"), server.url("/broken")
     entries_file, dead_file = tmp_path / "entries.jsonl", tmp_path / "dead.jsonl"
+    # Beam keeps one Prism job server per process, created by the first PrismRunner: a DirectRunner
+    # test that ran earlier (it tries Prism without a location) would leave one that downloads
     options = PipelineOptions(["--runner=PrismRunner", f"--prism_location={prism}", "--environment_type=LOOPBACK",
-                               "--streaming"])
+                               "--streaming", "--experiments=disable_prism_server_singleton"])
     pipeline = beam.Pipeline(options=options)
     fetch_policy = FetchPolicy(allow_hosts=("127.0.0.1",), per_host_min_delay=0.0, total_timeout=5.0)
     poll_policy = PollPolicy(default_interval_s=1.0, min_interval_s=0.5, backoff_base_s=0.5, jitter=0.1,
