@@ -5,15 +5,16 @@
 #   - the Beam Flink job server's jars (Maven Central, cached in deploy/flink/.lib)
 #   - the Prism runner binary (go install, version matched to apache-beam) into $(go env GOPATH)/bin
 #   - kcat, when apt is available and it is missing (optional: only the README's read-back uses it)
-# Usage: bash deploy/install.sh [--no-prism] [--no-kcat]
+# Usage: bash deploy/install.sh [--no-prism] [--no-flink] [--no-kcat]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-want_prism=1; want_kcat=1
+want_prism=1; want_flink=1; want_kcat=1
 for arg in "$@"; do
   case "$arg" in
     --no-prism) want_prism=0 ;;
+    --no-flink) want_flink=0 ;;
     --no-kcat) want_kcat=0 ;;
     *) echo "install.sh: unknown option $arg" >&2; exit 2 ;;
   esac
@@ -26,8 +27,10 @@ echo "== Python packages"
 echo "== Kafka jars (Maven Central)"
 bash deploy/kafka/kafka.sh classpath >/dev/null
 
-echo "== Flink job-server jars (Maven Central)"
-bash deploy/flink/job-server-jar.sh >/dev/null
+if [[ $want_flink == 1 ]]; then
+  echo "== Flink job-server jars (Maven Central)"
+  bash deploy/flink/job-server-jar.sh >/dev/null
+fi
 
 if [[ $want_prism == 1 ]]; then
   echo "== Prism runner (go install)"

@@ -5,5 +5,5 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-bash deploy/install.sh --no-prism
+bash deploy/install.sh --no-prism --no-flink
 exec newsingest demo --kafka-port "${KAFKA_PORT:-9092}" "$@"

@@ -87,6 +87,9 @@ def run_demo(port: int = 9092, beam_args: Sequence[str] = ()) -> int:
               file=sys.stderr)
         return 2
     os.environ["KAFKA_BOOTSTRAP"] = f"127.0.0.1:{port}"
+    import datetime as dt
+
+    started = dt.datetime.now(dt.timezone.utc).isoformat()
     with SampleServer() as server:
         os.environ["SAMPLE_BASE_URL"] = server.base_url
         print(f"serving the sample feeds from {server.base_url}")
@@ -96,13 +99,13 @@ def run_demo(port: int = 9092, beam_args: Sequence[str] = ()) -> int:
             print(f"newsingest demo: {exc}", file=sys.stderr)
             return 2
     print_summary(summary, "kafka", None)
-    _show_latest(summary["config"])
+    _show_written(summary["config"], started)
     print(f"the broker keeps running; stop it with: bash {KAFKA_SCRIPT.relative_to(REPO_ROOT)} stop")
     return 0
 
 
-def _show_latest(config) -> None:
-    """Print the titles now on the articles topic, read back by a separate consumer."""
+def _show_written(config, since: str) -> None:
+    """Print the articles this run wrote, read back from the topic by a separate consumer."""
     import json
 
     from kafka import KafkaConsumer
@@ -112,8 +115,9 @@ def _show_latest(config) -> None:
     titles = {}
     for msg in consumer:
         rec = json.loads(msg.value)
-        titles[rec["id"]] = (rec.get("title"), [t["id"] for t in rec.get("topics", [])])
+        if rec["fetched_at"] >= since:  # earlier runs' records stay on the topic
+            titles[rec["id"]] = (rec.get("title"), [t["id"] for t in rec.get("topics", [])])
     consumer.close()
-    print(f"{len(titles)} distinct article(s) on {config.topics['articles']}:")
+    print(f"{len(titles)} article(s) written to {config.topics['articles']} by this run:")
     for title, topics in titles.values():
         print(f"  - {title}  topics={','.join(topics) or '-'}")
