@@ -15,6 +15,7 @@ of rules can be traced and a publisher whose pages start to leak can be seen.
 """
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -138,8 +139,12 @@ def _remove(el) -> None:
     parent.remove(el)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _names_kind(names: str) -> Optional[str]:
-    """The boilerplate kind named by class/id tokens, or None (memoised per page: values repeat)."""
+    """The boilerplate kind named by class/id tokens, or None.
+
+    Memoised for the process: the class/id values of a site's template repeat on every page.
+    """
     kind = None
     story = False
     for token in names.split():
@@ -186,14 +191,14 @@ def prune_dom(tree, removed: Counter) -> list[str]:
     """Drop caption, credit, tag-list, share, related, newsletter, embed, ad and tracker blocks.
 
     One pass over the block elements in C-filtered document order; the class/id verdict is
-    memoised per distinct attribute value, so the pass costs little more than the walk itself.
+    memoised per distinct attribute value (see :func:`_names_kind`), so the pass costs little
+    more than the walk itself.
     Returns the tags of the tag lists it removed.
     """
     _lift_tweets(tree, removed)
     _unwrap_layout_tables(tree, removed)
     doomed: list = [(card, "dom:hover_card") for card in _hover_cards(tree)]
     tags: list[str] = []
-    verdicts: dict[str, Optional[str]] = {}
     for el in tree.iter(*_WALK_TAGS):
         tag = el.tag
         label = el.text
@@ -210,9 +215,7 @@ def prune_dom(tree, removed: Counter) -> list[str]:
             continue
         names = f"{el.get('class') or ''} {el.get('id') or ''}"
         if names != " ":
-            if names not in verdicts:
-                verdicts[names] = _names_kind(names)
-            kind = verdicts[names]
+            kind = _names_kind(names)
             if kind and not _is_prose(el):
                 doomed.append((el, f"dom:{kind}"))
                 continue
