@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -190,7 +191,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sample-s", type=float, default=10.0, help="seconds between memory samples")
     parser.add_argument("--flat-mb-per-h", type=float, default=50.0, help="growth after warm-up still called flat")
     parser.add_argument("--csv", default="soak.csv", help="samples written here (and a PNG beside it)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (job log, config, site)")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up: stop the job and the broker
     logging.basicConfig(level=logging.WARNING)
 
     workdir = Path(tempfile.mkdtemp(prefix="newsingest-soak-"))
@@ -220,8 +223,10 @@ def main(argv=None) -> int:
             try:
                 while time.monotonic() - started < args.minutes * 60:
                     if proc.poll() is not None:
-                        raise RuntimeError(f"the job exited ({proc.returncode}); see {log}:\n"
-                                           f"{log.read_text(errors='replace')[-3000:]}")
+                        errors = [line for line in log.read_text(errors="replace").splitlines()
+                                  if "ERROR" in line or "Error" in line][:20]
+                        raise RuntimeError(f"the job exited ({proc.returncode}); see {log}; first errors:\n"
+                                           + "\n".join(errors))
                     counts = _records(bootstrap, prefix)
                     row = {"minutes": round((time.monotonic() - started) / 60, 2), "rss_mb": round(tree_rss_mb([proc.pid]), 1),
                            "published": site.published, "articles": counts["articles"],
@@ -235,7 +240,8 @@ def main(argv=None) -> int:
                 stop_group(proc)
             reasons = dead_letter_reasons(bootstrap, f"{prefix}.deadletter")
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
     return report(rows, reasons, args)
 
 

@@ -48,6 +48,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -276,32 +277,84 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def tree_rss_mb(roots: Sequence[int]) -> float:
-    """Sum of the resident set sizes of ``roots`` and all their descendants, in MB."""
+def tree_pids(roots: Sequence[int]) -> set[int]:
+    """``roots`` and all their descendants."""
     tree, seen, stack = _children(), set(), list(roots)
     while stack:
         pid = stack.pop()
         if pid not in seen:
             seen.add(pid)
             stack.extend(tree.get(pid, ()))
-    return sum(_rss_kb(pid) for pid in seen) / 1024
+    return seen
+
+
+def tree_rss_mb(roots: Sequence[int]) -> float:
+    """Sum of the resident set sizes of ``roots`` and all their descendants, in MB."""
+    return sum(_rss_kb(pid) for pid in tree_pids(roots)) / 1024
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _process_kind(pid: int) -> str:
+    """What a process of the job's tree is: the runner binary, a JVM, an SDK worker, the job itself."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "?"
+    if "prism" in cmd.split(" ", 1)[0]:
+        return "prism"
+    if "java" in cmd.split(" ", 1)[0]:
+        return "jvm"
+    if "SdkHarness" in cmd or "sdk_worker" in cmd:
+        return "sdk worker"
+    if "worker_pool_main" in cmd:
+        return "worker pool"
+    return "job (python)"
+
+
+def _cpu_s(pid: int) -> Optional[float]:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 class RssSampler:
-    """Samples the RSS of process trees every ``interval_s`` in a thread: (elapsed s, MB) pairs."""
+    """Samples the RSS of process trees every ``interval_s`` in a thread: (elapsed s, MB) pairs.
+
+    Also keeps each process's latest CPU time, so :meth:`cpu_by_kind` tells where the cores went.
+    """
 
     def __init__(self, roots: Sequence[int], interval_s: float = 0.25):
         self.roots = list(roots)
         self.interval_s = interval_s
         self.samples: list[tuple[float, float]] = []
+        self._cpu: dict[int, tuple[str, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._started = time.monotonic()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.monotonic() - self._started, tree_rss_mb(self.roots)))
+            pids = tree_pids(self.roots)
+            self.samples.append((time.monotonic() - self._started, sum(_rss_kb(pid) for pid in pids) / 1024))
+            for pid in pids:
+                cpu = _cpu_s(pid)
+                if cpu is not None:
+                    kind = self._cpu[pid][0] if pid in self._cpu else _process_kind(pid)
+                    self._cpu[pid] = (kind, cpu)
             self._stop.wait(self.interval_s)
+
+    def cpu_by_kind(self) -> dict[str, float]:
+        """CPU seconds per kind of process (as last sampled; a process's final moments are missed)."""
+        out: dict[str, float] = {}
+        for kind, cpu in self._cpu.values():
+            out[kind] = out.get(kind, 0.0) + cpu
+        return out
 
     def __enter__(self) -> "RssSampler":
         self._thread.start()
@@ -318,7 +371,6 @@ class RssSampler:
 
 def stop_group(proc: Optional[subprocess.Popen], timeout: float = 20) -> None:
     """Stop a process started with ``start_new_session=True`` and everything it started."""
-    import signal
 
     if proc is None:
         return
@@ -448,7 +500,8 @@ def run_pipeline(name: str, beam_args: Sequence[str], pool: bool, site: TimedSit
     work_s = max(newest - (site.first_hit or started), 1e-3)
     return {"docs_per_s": docs / (ended - started), "work_docs_per_s": docs / work_s,
             "wall_s": ended - started, "startup_s": (site.first_hit or started) - started, "work_s": work_s,
-            "peak_rss_mb": rss.peak_mb, "articles": landed["articles"][0], "duplicates": landed["duplicates"][0],
+            "peak_rss_mb": rss.peak_mb, "cpu_s": {k: round(v, 1) for k, v in rss.cpu_by_kind().items()},
+            "articles": landed["articles"][0], "duplicates": landed["duplicates"][0],
             "dead_letters": landed["deadletter"][0], "requests": site.hits}
 
 
@@ -464,7 +517,7 @@ def run_bare(root: Path, base_url: str, workdir: Path) -> dict:
     result = json.loads(out.read_text())
     return {"docs_per_s": result["docs"] / (ended - started), "work_docs_per_s": result["docs"] / result["seconds"],
             "wall_s": ended - started, "startup_s": ended - started - result["seconds"], "work_s": result["seconds"],
-            "peak_rss_mb": rss.peak_mb}
+            "peak_rss_mb": rss.peak_mb, "cpu_s": {k: round(v, 1) for k, v in rss.cpu_by_kind().items()}}
 
 
 def bare_loop(root: Path, base_url: str, out: Path) -> None:
@@ -615,6 +668,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 6 pages, 1 copy, 1 round, no parallel job")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up: stop the job and the broker
     if args.quick:
         args.pages, args.copies, args.repeat, args.parallel, args.profile_docs = 6, 1, 1, "none", 6
     parallel = [p for p in args.parallel.split(",") if p and p != "none"]
@@ -642,9 +696,10 @@ def main(argv=None) -> int:
                     runs[name].append(result)
                     extra = (f", {result['articles']}+{result['duplicates']} records, {result['dead_letters']} dead"
                              if "articles" in result else "")
+                    cpu = ", ".join(f"{k} {v:.0f}" for k, v in sorted(result["cpu_s"].items()))
                     print(f"round {round_} {name:<15} {result['docs_per_s']:6.1f} docs/s whole run, "
                           f"{result['work_docs_per_s']:6.1f} without start-up ({result['startup_s']:.1f} s), "
-                          f"peak {result['peak_rss_mb']:.0f} MB{extra}", file=sys.stderr)
+                          f"peak {result['peak_rss_mb']:.0f} MB{extra}; CPU s: {cpu}", file=sys.stderr)
             stages = run_profile(site.base_url, feed_paths, min(args.profile_docs, docs), bootstrap, workdir) \
                 if args.profile_docs else None
     finally:
