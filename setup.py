@@ -29,6 +29,7 @@ setup(
         "pyahocorasick==2.3.1",
         "datasketch==2.0.0",
         "zstandard==0.25.0",
+        "objsize==0.7.1",  # Beam's state cache weighs with it; pipelines/statecache.py sets its options
     ],
     extras_require={
         "test": ["pytest==9.2.0", "fastavro==1.13.1"],

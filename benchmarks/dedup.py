@@ -13,18 +13,17 @@ order and must agree with the offline path.
 Baseline, in the same run: one pass of MinHash-LSH (datasketch, 128 permutations) over word pairs
 with threshold 0.45; each record joins the cluster of the earliest-seen record the index returns.
 
-Lookup cost: band state is filled with 1k and with 100k signatures of synthetic articles (400
-distinct shingles each, one in ten drawn from a Zipf-distributed pool of common phrases, the rest
-unique), held the way a runner holds it (each key's members pickled), then every dev record is
-probed into it: decode each band key's state, verify, insert, encode. The per-record time must stay
-flat (the cost depends on the members of the keys a record touches, not on the state's total size).
-Each size is timed as the best of three passes, each pass on the same state (the previous pass's
-probes undone). Signing (MinHash) is timed
-apart; it does not depend on the state. The baseline's query+insert time
-is measured on its own index of the same sizes.
+Lookup cost: the index (:class:`pipelines.dedup.Index`, what the Beam step keeps in memory) is
+filled with 1k and with 100k synthetic articles (400 distinct shingles each, one in ten drawn from
+a Zipf-distributed pool of common phrases, the rest unique), then every dev record is judged
+against it and added. The per-record time must stay flat (the cost depends on the members of the
+keys a record touches, not on the index's total size). Each size is timed as the best of three
+passes, each on the same index (the previous pass's records removed). Signing (MinHash) is timed
+apart; it does not depend on the index. The baseline's query+insert time is measured on its own
+index of the same sizes.
 
-State size: pickled bytes of every band key's members (what PickleCoder stores) plus the keys, per
-article, and the per-article verdict kept until the TTL.
+Size per article: the pickled members of the state log (what the runner stores) and the worker
+memory of the decoded index (tracemalloc, 5,000 articles).
 
 Run: ``python benchmarks/dedup.py [--shuffles N] [--sizes 1000,100000] [--no-beam]``.
 Prints a table and ends with one JSON line of all figures.
@@ -192,80 +191,42 @@ def synthetic_signatures(n: int, hasher: dd.MinHasher, seed: int) -> list[dd.Sig
     return sigs
 
 
-class PickledState:
-    """Band state as a runner keeps it: key -> the pickled members of one key."""
-
-    def __init__(self):
-        self.keys: dict[str, bytes] = {}
-        self.touched: dict[str, bytes | None] = {}  # key -> its value before this pass
-
-    def reset(self) -> None:
-        """Undo the probes of a pass, so that every pass meets the same state."""
-        for key, old in self.touched.items():
-            if old is None:
-                del self.keys[key]
-            else:
-                self.keys[key] = old
-        self.touched.clear()
-
-    def fill(self, sigs: list[dd.Signature], config: dd.DedupConfig, base: int) -> None:
-        """Stored as members directly (no verification): the fill is not what is timed."""
-        members = collections.defaultdict(list)
-        for n, sig in enumerate(sigs):
-            rid = f"fill{base + n:08d}"
-            member = dd.Member(rid, n, sig.compact(config.sig_bits), sig.size, True, None)
-            for key in sig.band_keys(config.bands, config.rows):
-                members[key].append(member)
-        for key, ms in members.items():
-            self.keys[key] = pickle.dumps(ms, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def probe(self, key: str, probe: dd.Probe, config: dd.DedupConfig) -> list:
-        raw = self.keys.get(key)
-        self.touched.setdefault(key, raw)
-        bucket = dd.Bucket(pickle.loads(raw) if raw else (), exact=key.startswith("h:"))
-        edges = bucket.probe(probe, config)
-        self.keys[key] = pickle.dumps(bucket.members, protocol=pickle.HIGHEST_PROTOCOL)
-        return edges
+def fill_index(sigs: list[dd.Signature], config: dd.DedupConfig) -> dd.Index:
+    """An index of synthetic articles, added as members directly (no verdicts: the fill is not timed)."""
+    index = dd.Index(config)
+    for n, sig in enumerate(sigs):
+        m = dd.member(f"fill{n:08d}", n, sig, f"{n:064x}", sig.size, config)
+        index.add(m)
+    return index
 
 
 def lookup_cost(dev: list[dict], sizes: list[int], config: dd.DedupConfig, baseline) -> dict:
+    """Judge + add per dev record against indexes of each size; log and memory bytes per article."""
+    import tracemalloc
+
     hasher = dd.MinHasher(config)
     start = time.perf_counter()
-    signed = [(r["id"], hasher.signature(r["text"]), dd.content_hash(r["text"]), len(dd.tokens(r["text"]))) for r in dev]
+    signed = [dd.member(r["id"], 10**9 + pos, hasher.signature(r["text"]), dd.content_hash(r["text"]),
+                        len(dd.tokens(r["text"])), config) for pos, r in enumerate(dev)]
     sign_ms = (time.perf_counter() - start) * 1000 / len(dev)
     fill = synthetic_signatures(max(sizes), hasher, seed=3)
     out = {"sign_ms_per_record": round(sign_ms, 3)}
     base_sigs = {r["id"]: baseline.signature(r["text"]) for r in dev} if baseline else {}
     for size in sizes:
-        state = PickledState()
-        state.fill(fill[:size], config, 0)
-        sizes_seen = []
+        index = fill_index(fill[:size], config)
         gc.collect()
-        gc.freeze()  # the filled state stands for the runner's store, not for garbage to scan
+        gc.freeze()  # the filled index stands for the worker's long-lived state, not for garbage to scan
         passes = []
-        for rep in range(3):  # best of three passes over the dev records, each on the same state
-            state.reset()
+        for rep in range(3):  # best of three passes over the dev records, each on the same index
             start = time.perf_counter()
-            for pos, (rid, sig, chash, n_tokens) in enumerate(signed):
-                probe = dd.Probe(rid, 10**9 + pos, sig.compact(config.sig_bits), sig.size)
-                for key in dd._keys(sig, chash, n_tokens, config):
-                    state.probe(key, probe._replace(sig=b"") if key.startswith("h:") else probe, config)
+            for m in signed:
+                _, judged = index.judge(m)
+                index.add(judged)
             passes.append((time.perf_counter() - start) * 1000 / len(signed))
-        probe_ms = min(passes)
+            for m in signed:
+                index.discard(m.id)
         gc.unfreeze()
-        for rid, sig, chash, n_tokens in signed[:50]:
-            sizes_seen += [len(pickle.loads(state.keys[k])) for k in sig.band_keys(config.bands, config.rows)]
-        row = {"probe_ms_per_record": round(probe_ms, 3), "mean_members_per_key_touched": round(float(np.mean(sizes_seen)), 2),
-               "keys_in_state": len(state.keys)}
-        if size == max(sizes):
-            sample = fill[:2000]
-            small = PickledState()
-            small.fill(sample, config, 0)
-            band_bytes = sum(len(k.encode()) + len(v) for k, v in small.keys.items()) / len(sample)
-            verdict = dd.Verdict("0" * 32, "1" * 32, 0.9731)
-            verdict_bytes = len(pickle.dumps((verdict, 1_700_000_000_000_000), protocol=pickle.HIGHEST_PROTOCOL)) + 32 + 8
-            out["state_bytes_per_article"] = {"band_keys": round(band_bytes), "verdict": verdict_bytes,
-                                              "total": round(band_bytes + verdict_bytes)}
+        row = {"judge_ms_per_record": round(min(passes), 3), "members": len(index)}
         if baseline:
             from datasketch import MinHash
 
@@ -279,9 +240,17 @@ def lookup_cost(dev: list[dict], sizes: list[int], config: dd.DedupConfig, basel
             row["baseline_query_insert_ms_per_record"] = round((time.perf_counter() - start) * 1000 / len(dev), 3)
             del lsh
         out[str(size)] = row
-        del state
+        del index
+    sample = fill[:5000]
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    index = fill_index(sample, config)
+    memory = (tracemalloc.get_traced_memory()[0] - before) / len(sample)
+    tracemalloc.stop()
+    log = len(pickle.dumps([tuple(m) for m in index.members.values()], protocol=pickle.HIGHEST_PROTOCOL)) / len(sample)
+    out["bytes_per_article"] = {"state_log": round(log), "worker_memory": round(memory)}
     lo, hi = out[str(min(sizes))], out[str(max(sizes))]
-    out["probe_ratio"] = round(hi["probe_ms_per_record"] / lo["probe_ms_per_record"], 3)
+    out["judge_ratio"] = round(hi["judge_ms_per_record"] / lo["judge_ms_per_record"], 3)
     return out
 
 
@@ -374,16 +343,14 @@ def print_table(f: dict, sizes: list[int]) -> None:
         b = f["beam"]
         print(f"Beam transform (DirectRunner, batch, one order): F1 {b['f1']:.4f}, agrees with offline: {b['agrees_with_offline']}, {b['seconds']} s")
     lk = f["lookup"]
-    print(f"signing: {lk['sign_ms_per_record']} ms/record (independent of state)")
+    print(f"signing: {lk['sign_ms_per_record']} ms/record (independent of the index)")
     for size in sizes:
         row = lk[str(size)]
         base = f", baseline query+insert {row['baseline_query_insert_ms_per_record']} ms" if "baseline_query_insert_ms_per_record" in row else ""
-        print(f"state of {size:>7} signatures: probe {row['probe_ms_per_record']} ms/record "
-              f"({row['mean_members_per_key_touched']} members per key touched, {row['keys_in_state']} keys){base}")
-    print(f"probe time ratio {max(sizes)} / {min(sizes)}: {lk['probe_ratio']}")
-    sb = lk.get("state_bytes_per_article")
-    if sb:
-        print(f"state per article: {sb['band_keys']} B in band keys + {sb['verdict']} B verdict = {sb['total']} B")
+        print(f"index of {size:>7} articles: judge + add {row['judge_ms_per_record']} ms/record{base}")
+    print(f"judge time ratio {max(sizes)} / {min(sizes)}: {lk['judge_ratio']}")
+    b = lk["bytes_per_article"]
+    print(f"per article: {b['state_log']} B in the state log, {b['worker_memory']} B of worker memory (decoded index)")
 
 
 if __name__ == "__main__":

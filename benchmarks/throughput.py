@@ -26,7 +26,7 @@ server's first feed request to the newest record on the topics).
 Memory is the peak resident set of the job's process tree (the job, the runner binary or JVM it
 starts, its SDK workers and the worker pool), sampled every 0.25 s. Where the time goes: each
 stage's function timed alone on the same pages, in a process of its own (``--profile-docs``):
-poll, fetch, extract (split into its steps), record, dedup signature, tag, encode, Kafka send;
+poll, fetch, extract (split into its steps), record, dedup (sign, judge), tag, encode, Kafka send;
 what the direct job spends beyond their sum is the runner's (encoding between stages, state,
 shuffles).
 
@@ -604,7 +604,7 @@ def profile_stages(base_url: str, feed_paths: Sequence[str], limit: int, bootstr
                               (extract, "_restore_subheadings", "extract: text post-pass"),
                               (boilerplate, "clean_text", "extract: text post-pass")):
         clock.wrap(owner, attr, name)
-    taxonomy, hasher = default_taxonomy(), dd.MinHasher(config.dedup)
+    taxonomy, hasher, index = default_taxonomy(), dd.MinHasher(config.dedup), dd.Index(config.dedup)
     ensure_topics(config.kafka, [config.topics["articles"]])
     producer = KafkaProducer(**producer_config(config.kafka))
     producer.partitions_for(config.topics["articles"])
@@ -617,9 +617,11 @@ def profile_stages(base_url: str, feed_paths: Sequence[str], limit: int, bootstr
         start = time.perf_counter()
         sig = hasher.signature(text)
         chash = dd.content_hash(text)
-        dd._keys(sig, chash, len(dd.tokens(text)), config.dedup)
-        sig.compact(config.dedup.sig_bits), sig.digest()
-        clock.add("dedup signature", time.perf_counter() - start)
+        m = dd.member(record["id"], len(index), sig, chash, len(dd.tokens(text)), config.dedup)
+        sig.digest()
+        clock.add("dedup: sign", time.perf_counter() - start)
+        _, m = clock.time("dedup: judge", index.judge, m)
+        index.add(m)
         record["topics"] = clock.time("tag", tag_article, record["title"], text, taxonomy, record["lead"])
         key, value, headers = clock.time("encode (JSON)", ARTICLE, record)
         clock.time("Kafka send", producer.send, config.topics["articles"], key=key, value=value, headers=headers)

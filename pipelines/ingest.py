@@ -28,6 +28,7 @@ from connectors.kafka_sink import WriteToKafka, encode_dead_letter
 from connectors.polling import PollFeedsForever
 from pipelines import dedup as dd
 from pipelines.config import Config
+from pipelines.statecache import cheap_state_weighing
 from pipelines.extract import ExtractError, extract_article
 from pipelines.tag import TaxonomyWatcher, tag_article
 from schemas import SCHEMA_VERSION, DeadLetter
@@ -94,6 +95,9 @@ class FirstSeen(beam.DoFn):
     def __init__(self, counter: str, ttl_days: float = 7.0):
         self.dropped = Metrics.counter("dedup", counter)
         self.ttl = Duration(seconds=int(ttl_days * 86400))
+
+    def setup(self):
+        cheap_state_weighing()
 
     def process(self, element, seen=beam.DoFn.StateParam(SEEN), expiry=beam.DoFn.TimerParam(EXPIRY),
                 ts=beam.DoFn.TimestampParam):

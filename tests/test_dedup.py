@@ -119,15 +119,16 @@ def test_a_paragraph_quoted_inside_a_long_update_does_not_join_two_stories(dev, 
 def test_short_texts_match_only_exactly(hasher):
     a, b = _compact(hasher, "Breaking: markets fall"), _compact(hasher, "Breaking: markets fall")
     assert dd.verify(*a, *b, hasher.config) is None
-    keys = dd._keys(hasher.signature("Breaking: markets fall"), dd.content_hash("Breaking: markets fall"), 3, hasher.config)
-    assert keys == ["h:" + dd.content_hash("Breaking: markets fall")]
+    m = dd.member("a", 0, hasher.signature("Breaking: markets fall"), dd.content_hash("Breaking: markets fall"), 3,
+                  hasher.config)
+    assert dd.Index.lookup_keys(m) == [dd.content_hash("Breaking: markets fall")]
 
 
 def test_signature_is_deterministic_across_hashers():
     text = "The alliance met in Vilnius to discuss the accession of new members and the war in Ukraine " * 3
     a, b = dd.MinHasher().signature(text), dd.MinHasher().signature(text)
     assert a.digest() == b.digest()
-    assert a.band_keys(64, 2) == b.band_keys(64, 2)
+    assert (a.band_keys(64, 2) == b.band_keys(64, 2)).all() and len(set(a.band_keys(64, 2).tolist())) == 64
 
 
 def test_config_rejects_more_band_values_than_permutations():
@@ -135,49 +136,69 @@ def test_config_rejects_more_band_values_than_permutations():
         dd.DedupConfig(num_perm=64, bands=64, rows=2)
 
 
-# ---- buckets and verdicts ----------------------------------------------------------------------
+# ---- the index and its verdicts -------------------------------------------------------------
 
-def test_bucket_answers_both_articles_and_marks_who_came_first():
-    config = dd.DedupConfig()
-    bucket = dd.Bucket(exact=True)
-    assert bucket.probe(dd.Probe("a", 10, b"", 0), config) == []
-    bucket.release(10)
-    edges = bucket.probe(dd.Probe("b", 5, b"", 0), config)  # earlier in event time, but after a's release
-    to_b = [e for to, e in edges if to == "b"]
-    to_a = [e for to, e in edges if to == "a"]
-    assert to_b[0].other == "a" and to_b[0].first == 1
-    assert to_a[0].other == "b" and to_a[0].first == -1
-    assert dd.decide("b", 5, to_b) == dd.Verdict("a", "a", 1.0)
-    assert dd.decide("a", 10, to_a).duplicate_of is None
+def _exact(rid, micros, text="same text"):
+    """A short article: matched only by its exact content hash."""
+    return dd.Member(rid, micros, b"", 0, b"", dd.content_hash(text), (micros, rid))
 
 
-def test_earlier_event_time_wins_when_neither_was_released():
-    config = dd.DedupConfig()
-    bucket = dd.Bucket(exact=True)
-    bucket.probe(dd.Probe("copy", 20, b"", 0), config)
-    edges = bucket.probe(dd.Probe("orig", 10, b"", 0), config)
-    assert dd.decide("orig", 10, [e for to, e in edges if to == "orig"]).duplicate_of is None
-    assert dd.decide("copy", 20, [e for to, e in edges if to == "copy"]) == dd.Verdict("orig", "orig", 1.0)
-    # the stored copy now knows the original as its root, for articles that match only the copy
-    assert {m.id: m.root for m in bucket.members}["copy"] == (10, "orig")
-    assert {m.id: m.root for m in bucket.members}["orig"] is None  # its own root, not stored
+def _judge_all(index, members):
+    verdicts = {}
+    for m in members:
+        verdicts[m.id], judged = index.judge(m)
+        index.add(judged)
+    return verdicts
 
 
-def test_bucket_expiry_and_size_cap():
+def test_the_earliest_verified_member_is_the_original_and_its_founder_the_cluster():
+    index = dd.Index()
+    verdicts = _judge_all(index, [_exact("a", 10), _exact("b", 20), _exact("other", 25, "another text")])
+    assert verdicts["a"] == dd.Verdict("a", None, None)
+    assert verdicts["b"] == dd.Verdict("a", "a", 1.0)
+    assert verdicts["other"] == dd.Verdict("other", None, None)
+    assert index.members["b"].cluster == (10, "a")
+
+
+def test_a_late_article_joins_the_cluster_of_what_was_judged_before_it():
+    """Judging order, not event time, decides: a copy judged earlier stays the founder."""
+    index = dd.Index()
+    verdicts = _judge_all(index, [_exact("copy", 20), _exact("orig", 10)])
+    assert verdicts["copy"].duplicate_of is None
+    assert verdicts["orig"] == dd.Verdict("copy", "copy", 1.0)
+
+
+def test_the_same_article_again_is_a_duplicate_of_itself():
+    index = dd.Index()
+    _judge_all(index, [_exact("a", 10)])
+    verdict, known = index.judge(_exact("a", 30))
+    assert verdict == dd.Verdict("a", "a", 1.0) and known.micros == 10
+
+
+def test_index_expiry_and_size_cap():
     config = dd.DedupConfig(max_per_key=3, ttl_days=1)
-    bucket = dd.Bucket(exact=True)
-    for i in range(5):
-        bucket.probe(dd.Probe(f"a{i}", i * 1000, b"", 0), config)
-    assert [m.id for m in bucket.members] == ["a2", "a3", "a4"]  # the oldest go first
-    bucket.release(10**12)
-    assert bucket.next_event(config.ttl_micros) == 2000 + config.ttl_micros
-    bucket.expire(3000 + config.ttl_micros, config.ttl_micros)
-    assert [m.id for m in bucket.members] == ["a4"]
+    index = dd.Index(config)
+    _judge_all(index, [_exact(f"a{i}", i * 1000) for i in range(5)])
+    key = dd.content_hash("same text")
+    assert sorted(index._keys[key]) == ["a2", "a3", "a4"]  # the oldest go first
+    assert index.expire(3000 + config.ttl_micros) == 4
+    assert list(index.members) == ["a4"] and index._keys[key] == "a4"
+    assert index.oldest_micros() == 4000
 
 
-def test_the_cluster_is_the_root_the_bands_know():
-    edges = [dd.Edge("b", 20, 0.9, 0, (10, "a")), dd.Edge("c", 30, 0.7, 0, (30, "c"))]
-    assert dd.decide("d", 40, edges) == dd.Verdict("a", "b", 0.9)
+def test_near_copies_meet_through_their_bands(dev):
+    config = dd.DedupConfig()
+    hasher = dd.MinHasher(config)
+    by_cluster = {}
+    for r in dev:
+        by_cluster.setdefault(r["cluster_id"], {})[r["variant_type"] or "original"] = r
+    story = next(c for c in by_cluster.values() if {"original", "trimmed"} <= set(c))
+    index = dd.Index(config)
+    members = [dd.member(name, i, hasher.signature(story[name]["text"]), dd.content_hash(story[name]["text"]),
+                         len(dd.tokens(story[name]["text"])), config) for i, name in enumerate(["original", "trimmed"])]
+    assert len(members[0].bands) == 8 * config.bands
+    verdicts = _judge_all(index, members)
+    assert verdicts["trimmed"].duplicate_of == "original" and verdicts["trimmed"].similarity >= 0.5
 
 
 # ---- offline clustering on the dev set ---------------------------------------------------------
