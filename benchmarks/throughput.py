@@ -615,9 +615,8 @@ def profile_stages(base_url: str, feed_paths: Sequence[str], limit: int, bootstr
         record = clock.time("build record", build_record, page, extracted)
         text = record["text"]
         start = time.perf_counter()
-        sig = hasher.signature(text)
-        chash = dd.content_hash(text)
-        m = dd.member(record["id"], len(index), sig, chash, len(dd.tokens(text)), config.dedup)
+        sig, chash, n_tokens = hasher.fingerprint(text)
+        m = dd.member(record["id"], len(index), sig, chash, n_tokens, config.dedup)
         sig.digest()
         clock.add("dedup: sign", time.perf_counter() - start)
         _, m = clock.time("dedup: judge", index.judge, m)

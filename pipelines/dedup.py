@@ -161,7 +161,11 @@ def tokens(text: str) -> list[str]:
 
 def content_hash(text: str) -> str:
     """Exact-copy key: case, punctuation, spacing and Unicode forms do not count."""
-    return hashlib.sha256(" ".join(tokens(text)).encode("utf-8")).hexdigest()
+    return _hash_tokens(tokens(text))
+
+
+def _hash_tokens(toks: list[str]) -> str:
+    return hashlib.sha256(" ".join(toks).encode("utf-8")).hexdigest()
 
 
 def hash_token(s: str) -> int:
@@ -219,6 +223,11 @@ class MinHasher:
 
     def signature(self, text: str) -> Signature:
         return self.signature_of(self.shingles(tokens(text)))
+
+    def fingerprint(self, text: str) -> tuple[Signature, str, int]:
+        """(signature, content hash, token count) of ``text``, tokenised once."""
+        toks = tokens(text)
+        return self.signature_of(self.shingles(toks)), _hash_tokens(toks), len(toks)
 
     def signature_of(self, shingle_hashes: np.ndarray) -> Signature:
         """Signature of a set of distinct 64-bit shingle hashes."""
@@ -384,8 +393,8 @@ def cluster_offline(records: Iterable[dict], config: DedupConfig = DedupConfig()
         rec = dict(rec)
         text = rec.get("text") or ""
         rec["id"] = rec.get("id") or content_hash(text)[:32]
-        verdict, m = index.judge(member(rec["id"], pos, hasher.signature(text), content_hash(text),
-                                        len(tokens(text)), config))
+        sig, chash, n_tokens = hasher.fingerprint(text)
+        verdict, m = index.judge(member(rec["id"], pos, sig, chash, n_tokens, config))
         index.add(m)
         rec["cluster_id"], rec["duplicate_of"], rec["similarity"] = verdict
         out.append(rec)
@@ -428,13 +437,11 @@ class _Sign(beam.DoFn):
         self.hasher = MinHasher(self.config)
 
     def process(self, record: dict, ts=beam.DoFn.TimestampParam):
-        text = record.get("text") or ""
-        sig = self.hasher.signature(text)
-        chash = content_hash(text)
+        sig, chash, n_tokens = self.hasher.fingerprint(record.get("text") or "")
         micros = _event_micros(ts, record)
         record = {**record, "dedup": {"content_hash": chash, "signature_digest": sig.digest(),
                                       "cluster_id": record["id"], "duplicate_of": None, "similarity": None}}
-        yield (_INDEX_KEY, (record, member(record["id"], micros, sig, chash, len(tokens(text)), self.config)))
+        yield (_INDEX_KEY, (record, member(record["id"], micros, sig, chash, n_tokens, self.config)))
 
 
 _INDEX_KEY = "index"

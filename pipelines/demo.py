@@ -29,6 +29,8 @@ class SampleServer:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as news sites serve: every response has a length
+
             def log_message(self, *args):
                 pass
 
