@@ -53,7 +53,7 @@ class Config:
     taxonomy_reload_s: float = 60.0  # how often a running job checks the taxonomy file for edits
     emit_duplicates: bool = True
     feed_content_fallback: bool = True
-    parallel_fetches: int = 8  # pages one worker fetches at once, while it extracts others
+    parallel_fetches: int = 4  # pages one worker fetches at once, while it extracts others
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -115,7 +115,7 @@ def parse_config(doc: dict[str, Any], base_dir: str = ".") -> Config:
                   taxonomy_reload_s=float(tagging.get("reload_every_s", 60)),
                   emit_duplicates=bool(d.get("emit_duplicates", True)),
                   feed_content_fallback=bool(f.get("feed_content_fallback", True)),
-                  parallel_fetches=int(f.get("parallel_fetches", 8)), raw=doc)
+                  parallel_fetches=int(f.get("parallel_fetches", 4)), raw=doc)
 
 
 def load_config(path: str) -> Config:

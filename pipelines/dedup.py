@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import pickle
 import re
@@ -168,7 +169,9 @@ def _hash_tokens(toks: list[str]) -> str:
     return hashlib.sha256(" ".join(toks).encode("utf-8")).hexdigest()
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def hash_token(s: str) -> int:
+    """64-bit hash of a word, stable across processes; memoised, as news vocabulary repeats."""
     return int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest(), "little")
 
 

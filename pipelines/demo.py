@@ -30,6 +30,7 @@ class SampleServer:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as news sites serve: every response has a length
+            disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stalls
 
             def log_message(self, *args):
                 pass

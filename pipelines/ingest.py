@@ -127,7 +127,7 @@ class FetchArticle(beam.DoFn):
     bound to it).
     """
 
-    def __init__(self, policy: FetchPolicy, feed_content_fallback: bool = True, parallel: int = 8):
+    def __init__(self, policy: FetchPolicy, feed_content_fallback: bool = True, parallel: int = 4):
         self.policy = policy
         self.fallback = feed_content_fallback
         self.parallel = max(1, parallel)
