@@ -421,10 +421,12 @@ class WorkerPool:
         stop_group(self.proc)
 
 
-def start_job(config: Path, beam_args: Sequence[str], log: Path, streaming: bool = False) -> subprocess.Popen:
+def start_job(config: Path, beam_args: Sequence[str], log: Path, streaming: bool = False,
+              metrics: Optional[Path] = None) -> subprocess.Popen:
     """``python -m pipelines.cli run`` in its own process group, its output to ``log``."""
     args = [sys.executable, "-m", "pipelines.cli", "run", "--config", str(config), "--sink", "kafka",
-            *(["--streaming"] if streaming else []), *beam_args]
+            *(["--metrics-json", str(metrics)] if metrics else []), *(["--streaming"] if streaming else []),
+            *beam_args]
     return subprocess.Popen(args, stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=REPO,
                             start_new_session=True)
 
@@ -484,7 +486,8 @@ def run_pipeline(name: str, beam_args: Sequence[str], pool: bool, site: TimedSit
     with (WorkerPool(workdir / f"{prefix}.pool.log") if pool else nullcontext()) as workers:
         args = list(beam_args) + ([f"--environment_config={workers.address}"] if workers else [])
         started = time.time()
-        proc = start_job(config, args, log)
+        metrics = workdir / f"{prefix}.metrics.json"
+        proc = start_job(config, args, log, metrics=metrics)
         roots = [proc.pid] + ([workers.proc.pid] if workers else [])
         with RssSampler(roots) as rss:
             try:
@@ -502,7 +505,8 @@ def run_pipeline(name: str, beam_args: Sequence[str], pool: bool, site: TimedSit
             "wall_s": ended - started, "startup_s": (site.first_hit or started) - started, "work_s": work_s,
             "peak_rss_mb": rss.peak_mb, "cpu_s": {k: round(v, 1) for k, v in rss.cpu_by_kind().items()},
             "articles": landed["articles"][0], "duplicates": landed["duplicates"][0],
-            "dead_letters": landed["deadletter"][0], "requests": site.hits}
+            "dead_letters": landed["deadletter"][0], "requests": site.hits,
+            "step_msecs": json.loads(metrics.read_text())["step_msecs"] if metrics.exists() else {}}
 
 
 def run_bare(root: Path, base_url: str, workdir: Path) -> dict:
@@ -732,14 +736,25 @@ def report(runs: dict[str, list[dict]], stages: Optional[dict], parallel: list[s
         print(f"  {'sum of the stages':44} {total:7.2f} {100 * total / (1000 / direct):5.1f}%")
         print(f"  {'(b) per document (runner and the rest)':44} {1000 / direct:7.2f} "
               f"(runner {1000 / direct - total:.2f})")
+    steps = runs["direct"][0].get("step_msecs") or {}
+    if steps:
+        print(f"\nwhere the time goes in the job itself (round 1, the DirectRunner's timers of each step's DoFn), "
+              f"ms per document")
+        for name, ms in list(steps.items())[:8]:
+            print(f"  {name:60} {ms / docs:7.2f}")
+        busy = sum(steps.values()) / docs
+        print(f"  {'all steps':60} {busy:7.2f}")
+        print(f"  {'(b) per document; the rest is the runner and start-up':60} "
+              f"{1000 / runs['direct'][0]['work_docs_per_s']:7.2f}")
     summary = {
         "docs": docs, "copies": args.copies, "repeat": args.repeat, "cpus": os.cpu_count(),
         "bare_docs_per_s": round(bare, 1), "direct_docs_per_s": round(direct, 1),
         "direct_ratio": round(direct / bare, 3),
         "direct_docs_per_s_with_startup": round(_median(runs["direct"], "docs_per_s"), 1),
         "peak_rss_mb": round(max(r["peak_rss_mb"] for rs in runs.values() for r in rs)),
-        "runs": {name: [{k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()} for r in results]
-                 for name, results in runs.items()},
+        "runs": {name: [{k: round(v, 2) if isinstance(v, float) else v for k, v in r.items() if k != "step_msecs"}
+                        for r in results] for name, results in runs.items()},
+        "direct_step_ms_per_doc": {k: round(v / docs, 3) for k, v in steps.items()},
     }
     if parallel:
         rate = _median(runs[parallel[0]], "work_docs_per_s")
