@@ -738,8 +738,8 @@ def report(runs: dict[str, list[dict]], stages: Optional[dict], parallel: list[s
               f"(runner {1000 / direct - total:.2f})")
     steps = runs["direct"][0].get("step_msecs") or {}
     if steps:
-        print(f"\nwhere the time goes in the job itself (round 1, the DirectRunner's timers of each step's DoFn), "
-              f"ms per document")
+        print("\nwhere the time goes in the job itself (round 1, the DirectRunner's timers of each step's DoFn), "
+              "ms per document")
         for name, ms in list(steps.items())[:8]:
             print(f"  {name:60} {ms / docs:7.2f}")
         busy = sum(steps.values()) / docs

@@ -97,10 +97,26 @@ def cmd_feed(args) -> int:
     return 0
 
 
+# Beam's portable runners (Prism, Flink) open the job's state stream with --job_server_timeout
+# (300 s by default) as its gRPC deadline: a streaming job's client then fails after 5 minutes.
+STREAMING_JOB_SERVER_TIMEOUT_S = 10 * 365 * 86400
+
+
+def pipeline_options(beam_args: Sequence[str]):
+    """(PipelineOptions, streaming?) from the Beam arguments; streaming jobs get a job-server
+    timeout long enough to wait on them, unless one is given."""
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    args = list(beam_args)
+    streaming = PipelineOptions(args).view_as(StandardOptions).streaming
+    if streaming and not any(a.startswith(("--job_server_timeout", "--job-server-timeout")) for a in args):
+        args.append(f"--job_server_timeout={STREAMING_JOB_SERVER_TIMEOUT_S}")
+    return PipelineOptions(args), streaming
+
+
 def run_job(config_path: str, sink: str, output: Optional[str], beam_args: Sequence[str]) -> dict:
     """Run the pipeline to completion; return the counters and where the output went."""
     import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
 
     from connectors.kafka_admin import ensure_topics
     from pipelines.config import load_config
@@ -109,10 +125,7 @@ def run_job(config_path: str, sink: str, output: Optional[str], beam_args: Seque
     config = load_config(config_path)
     if sink == "kafka":
         ensure_topics(config.kafka, list(config.topics.values()))
-    from apache_beam.options.pipeline_options import StandardOptions
-
-    options = PipelineOptions(list(beam_args))
-    streaming = options.view_as(StandardOptions).streaming
+    options, streaming = pipeline_options(beam_args)
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, config, sink=sink, output=output, streaming=streaming)
     result = pipeline.run()

@@ -76,3 +76,17 @@ def test_run_with_jsonl_sink_needs_no_broker(sample_server, tmp_path):
     dups = [json.loads(x) for x in (tmp_path / "duplicates.jsonl").read_text().splitlines()]
     assert len(articles) == 3 and len(dups) == 1
     assert sorted(d["stage"] for d in dead) == ["fetch", "parse"]
+
+
+def test_streaming_jobs_wait_longer_than_the_job_servers_default_deadline():
+    """Portable runners use --job_server_timeout as the deadline of the job's state stream."""
+    from apache_beam.options.pipeline_options import PortableOptions
+
+    from pipelines.cli import STREAMING_JOB_SERVER_TIMEOUT_S, pipeline_options
+
+    options, streaming = pipeline_options(["--streaming", "--runner=PrismRunner"])
+    assert streaming and options.view_as(PortableOptions).job_server_timeout == STREAMING_JOB_SERVER_TIMEOUT_S
+    options, _ = pipeline_options(["--streaming", "--job_server_timeout=60"])
+    assert options.view_as(PortableOptions).job_server_timeout == 60
+    options, streaming = pipeline_options(["--runner=DirectRunner"])
+    assert not streaming and options.view_as(PortableOptions).job_server_timeout == 300
