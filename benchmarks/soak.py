@@ -43,8 +43,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from throughput import (_broker, job_config, load_pages, page_copy, rss, start_job, stop_group,  # noqa: E402
-                        topic_stats, tree_rss_mb, TimedSite, Page, _title)
+from throughput import (_broker, _process_kind, _rss_kb, job_config, load_pages, page_copy, rss,  # noqa: E402
+                        start_job, stop_group, topic_stats, tree_pids, TimedSite, Page, _title)
 
 import datetime as dt  # noqa: E402
 
@@ -219,7 +219,8 @@ def main(argv=None) -> int:
                 while not stop.wait(args.round_s):
                     site.publish_round()
             threading.Thread(target=publisher, daemon=True).start()
-            print(f"{'min':>6} {'RSS MB':>8} {'published':>9} {'articles':>8} {'dups':>5} {'dead':>5}", flush=True)
+            print(f"{'min':>6} {'RSS MB':>8} {'job':>6} {'prism':>6} {'published':>9} {'articles':>8} {'dups':>5} "
+                  f"{'dead':>5}", flush=True)
             try:
                 while time.monotonic() - started < args.minutes * 60:
                     if proc.poll() is not None:
@@ -228,11 +229,14 @@ def main(argv=None) -> int:
                         raise RuntimeError(f"the job exited ({proc.returncode}); see {log}; first errors:\n"
                                            + "\n".join(errors))
                     counts = _records(bootstrap, prefix)
-                    row = {"minutes": round((time.monotonic() - started) / 60, 2), "rss_mb": round(tree_rss_mb([proc.pid]), 1),
+                    job_mb, runner_mb = rss_split(proc.pid)
+                    row = {"minutes": round((time.monotonic() - started) / 60, 2), "rss_mb": round(job_mb + runner_mb, 1),
+                           "job_mb": round(job_mb, 1), "runner_mb": round(runner_mb, 1),
                            "published": site.published, "articles": counts["articles"],
                            "duplicates": counts["duplicates"], "dead_letters": counts["deadletter"]}
                     rows.append(row)
-                    print(f"{row['minutes']:6.1f} {row['rss_mb']:8.0f} {row['published']:9d} {row['articles']:8d} "
+                    print(f"{row['minutes']:6.1f} {row['rss_mb']:8.0f} {row['job_mb']:6.0f} {row['runner_mb']:6.0f} "
+                          f"{row['published']:9d} {row['articles']:8d} "
                           f"{row['duplicates']:5d} {row['dead_letters']:5d}", flush=True)
                     time.sleep(max(0.0, args.sample_s - (time.monotonic() - started) % args.sample_s))
             finally:
@@ -243,6 +247,17 @@ def main(argv=None) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     return report(rows, reasons, args)
+
+
+def rss_split(root: int) -> tuple[float, float]:
+    """(the job's Python processes, the Prism runner) resident MB of the job's process tree."""
+    job = runner = 0
+    for pid in tree_pids([root]):
+        if _process_kind(pid) == "prism":
+            runner += _rss_kb(pid)
+        else:
+            job += _rss_kb(pid)
+    return job / 1024, runner / 1024
 
 
 def dead_letter_reasons(bootstrap: str, topic: str) -> dict[str, int]:
@@ -274,6 +289,8 @@ def report(rows: list[dict], reasons: dict[str, int], args) -> int:
     warm = args.ttl_min + args.settle_min
     after = [p for p in points if p[0] >= warm]
     slope = slope_mb_per_h(after)
+    parts = {part: slope_mb_per_h([(r["minutes"], r[f"{part}_mb"]) for r in rows if r["minutes"] >= warm])
+             for part in ("job", "runner")}
     summary = {
         "minutes": args.minutes, "ttl_min": args.ttl_min, "samples": len(rows),
         "published": rows[-1]["published"], "articles": rows[-1]["articles"], "duplicates": rows[-1]["duplicates"],
@@ -283,10 +300,14 @@ def report(rows: list[dict], reasons: dict[str, int], args) -> int:
         "max_after_warm_mb": max((p[1] for p in after), default=None),
         "slope_after_warm_mb_per_h": round(slope, 1) if slope is not None else None,
         "flat": slope is not None and slope < args.flat_mb_per_h,
+        "slope_after_warm_mb_per_h_job": round(parts["job"], 1) if parts["job"] is not None else None,
+        "slope_after_warm_mb_per_h_prism": round(parts["runner"], 1) if parts["runner"] is not None else None,
         "dead_letter_reasons": reasons, "csv": str(csv_path), "png": str(png) if plotted else None,
     }
     print(f"after warm-up ({warm:g} min): {summary['rss_at_warm_mb']} MB -> {summary['rss_end_mb']} MB, "
-          f"slope {summary['slope_after_warm_mb_per_h']} MB/h: {'flat' if summary['flat'] else 'NOT flat'}")
+          f"slope {summary['slope_after_warm_mb_per_h']} MB/h: {'flat' if summary['flat'] else 'NOT flat'} "
+          f"(the job's Python processes {summary['slope_after_warm_mb_per_h_job']} MB/h, "
+          f"Prism {summary['slope_after_warm_mb_per_h_prism']} MB/h)")
     print(json.dumps(summary))
     return 0
 

@@ -169,7 +169,7 @@ def _hash_tokens(toks: list[str]) -> str:
     return hashlib.sha256(" ".join(toks).encode("utf-8")).hexdigest()
 
 
-@functools.lru_cache(maxsize=1 << 18)
+@functools.lru_cache(maxsize=1 << 15)  # ~32k words, a few MB: the common vocabulary
 def hash_token(s: str) -> int:
     """64-bit hash of a word, stable across processes; memoised, as news vocabulary repeats."""
     return int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest(), "little")
