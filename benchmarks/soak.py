@@ -15,6 +15,11 @@ resident memory of the job's process tree (the Python job with its SDK worker, a
 runner) and the records on the topics are sampled; the samples are printed as a table and an ASCII
 plot, written to ``--csv`` and, when matplotlib is importable, to a PNG beside it.
 
+Beam's SDK worker caches state in a bounded cache (``--max_cache_memory_usage_mb``, 100 MB by
+default) that keeps the entries of expired keys until it is full; the job runs with a smaller one
+(``--state-cache-mb``, 32) so that the cache reaches its cap within the run. The job's Python
+processes and the Prism runner are sampled apart.
+
 The verdict compares the memory after warm-up (from ``TTL + --settle-min``) with a least-squares
 slope: flat means it grows less than ``--flat-mb-per-h``.
 
@@ -192,6 +197,10 @@ def main(argv=None) -> int:
     parser.add_argument("--flat-mb-per-h", type=float, default=50.0, help="growth after warm-up still called flat")
     parser.add_argument("--csv", default="soak.csv", help="samples written here (and a PNG beside it)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (job log, config, site)")
+    parser.add_argument("--state-cache-mb", type=int, default=32,
+                        help="the SDK worker's state cache (Beam's --max_cache_memory_usage_mb, 100 by default): a "
+                             "bounded cache that fills with the entries of expired keys before it evicts; a smaller "
+                             "one reaches its cap within the run")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up: stop the job and the broker
     logging.basicConfig(level=logging.WARNING)
@@ -213,7 +222,8 @@ def main(argv=None) -> int:
                                 dedup={"ttl_days": round(args.ttl_min / 1440, 6)})
             log = workdir / "job.log"
             started = time.monotonic()
-            proc = start_job(config, prism_args(), log, streaming=True)
+            proc = start_job(config, prism_args() + [f"--max_cache_memory_usage_mb={args.state_cache_mb}"], log,
+                             streaming=True)
 
             def publisher():
                 while not stop.wait(args.round_s):
@@ -292,7 +302,7 @@ def report(rows: list[dict], reasons: dict[str, int], args) -> int:
     parts = {part: slope_mb_per_h([(r["minutes"], r[f"{part}_mb"]) for r in rows if r["minutes"] >= warm])
              for part in ("job", "runner")}
     summary = {
-        "minutes": args.minutes, "ttl_min": args.ttl_min, "samples": len(rows),
+        "minutes": args.minutes, "ttl_min": args.ttl_min, "state_cache_mb": args.state_cache_mb, "samples": len(rows),
         "published": rows[-1]["published"], "articles": rows[-1]["articles"], "duplicates": rows[-1]["duplicates"],
         "dead_letters": rows[-1]["dead_letters"],
         "peak_rss_mb": max(p[1] for p in points),

@@ -130,6 +130,7 @@ def run_job(config_path: str, sink: str, output: Optional[str], beam_args: Seque
     build_pipeline(pipeline, config, sink=sink, output=output, streaming=streaming)
     result = pipeline.run()
     result.wait_until_finish()
+    steps = step_msecs(result)  # before the metrics query, which leaves only some of them
     counters = {}
     try:
         for c in result.metrics().query()["counters"]:
@@ -137,7 +138,7 @@ def run_job(config_path: str, sink: str, output: Optional[str], beam_args: Seque
             counters[name] = counters.get(name, 0) + (c.committed if c.committed is not None else c.attempted)
     except Exception:  # some runners do not report metrics
         pass
-    return {"config": config, "counters": counters, "step_msecs": step_msecs(result)}
+    return {"config": config, "counters": counters, "step_msecs": steps}
 
 
 def step_msecs(result) -> dict[str, float]:
