@@ -39,6 +39,7 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
+import os
 import pickle
 import re
 import unicodedata
@@ -448,6 +449,12 @@ class _Sign(beam.DoFn):
 
 
 _INDEX_KEY = "index"
+_BLOB_MEMBERS = 10_000  # members per blob when expiry rewrites the log
+_NONCE = 8  # random bytes before each blob: a log of the same length written elsewhere is told apart
+
+
+def _blob(members: list) -> bytes:
+    return os.urandom(_NONCE) + pickle.dumps(members, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class _Judge(beam.DoFn):
@@ -481,7 +488,7 @@ class _Judge(beam.DoFn):
     def setup(self):
         cheap_state_weighing()
         self._index: Optional[Index] = None
-        self._version: tuple[int, int] = (-1, -1)  # (log generation, blobs) the in-memory index reflects
+        self._version: tuple = (-1, -1, b"")  # (log generation, blobs, last blob's nonce) the index reflects
 
     def process(self, element, pending=beam.DoFn.StateParam(PENDING), log=beam.DoFn.StateParam(LOG),
                 meta=beam.DoFn.StateParam(META), tick=beam.DoFn.TimerParam(TICK)):
@@ -532,8 +539,9 @@ class _Judge(beam.DoFn):
             (self.duplicates if verdict.duplicate_of else self.originals).inc()
             yield _stamped(record, verdict)
         if added:
-            log.add(pickle.dumps(added, protocol=pickle.HIGHEST_PROTOCOL))
-            self._version = (state.generation, self._version[1] + 1)
+            blob = _blob(added)
+            log.add(blob)
+            self._version = (state.generation, self._version[1] + 1, blob[:_NONCE])
         self.index_size.update(len(index))
 
     def _expire(self, index: Index, now: int, log, state: "_Meta") -> "_Meta":
@@ -542,21 +550,24 @@ class _Judge(beam.DoFn):
             return state
         self.expired.inc(gone)
         log.clear()
-        if index.members:
-            log.add(pickle.dumps([tuple(m) for m in index.members.values()], protocol=pickle.HIGHEST_PROTOCOL))
+        members = [tuple(m) for m in index.members.values()]
+        blobs = [_blob(members[i:i + _BLOB_MEMBERS]) for i in range(0, len(members), _BLOB_MEMBERS)]
+        for blob in blobs:  # no state value grows past ~7 MB
+            log.add(blob)
         state = state._replace(generation=state.generation + 1)
-        self._version = (state.generation, 1 if index.members else 0)
+        self._version = (state.generation, len(blobs), blobs[-1][:_NONCE] if blobs else b"")
         return state
 
     def _load(self, log, state: "_Meta") -> Index:
         """The in-memory index, rebuilt from the log when it does not reflect it."""
         blobs = list(log.read())
-        if self._index is None or self._version != (state.generation, len(blobs)):
+        version = (state.generation, len(blobs), blobs[-1][:_NONCE] if blobs else b"")
+        if self._index is None or self._version != version:
             index = Index(self.config)
             for blob in blobs:
-                for m in pickle.loads(blob):
+                for m in pickle.loads(blob[_NONCE:]):
                     index.add(Member._make(m))
-            self._index, self._version = index, (state.generation, len(blobs))
+            self._index, self._version = index, version
         return self._index
 
     @staticmethod

@@ -246,3 +246,56 @@ def test_offline_catches_every_exact_copy_even_short_ones(dev):
 def test_offline_same_id_twice_is_a_duplicate_of_itself():
     out = dd.cluster_offline([{"id": "a", "text": "one text here"}, {"id": "a", "text": "another text"}])
     assert out[1]["duplicate_of"] == "a" and out[1]["cluster_id"] == "a"
+
+
+# ---- the Beam step's state log ----------------------------------------------------------------
+
+class _Bag:
+    def __init__(self):
+        self.items = []
+
+    def read(self):
+        return list(self.items)
+
+    def add(self, item):
+        self.items.append(item)
+
+    def clear(self):
+        self.items = []
+
+
+def test_the_worker_index_is_rebuilt_when_it_does_not_reflect_the_log(monkeypatch):
+    """A retried bundle or a moved key leaves the in-memory index ahead of or behind the log."""
+    judge = dd._Judge(dd.DedupConfig(ttl_days=1), bounded=False)
+    judge.setup()
+    log, meta = _Bag(), dd._Meta()
+    verdicts = [v for v in judge._judge(judge._load(log, meta), [({"id": "a", "dedup": {}}, _exact("a", 10))], log, meta)]
+    assert verdicts[0]["dedup"]["duplicate_of"] is None and len(log.items) == 1
+    assert judge._load(log, meta) is judge._index  # in step with the log: reused
+    log.items.pop()  # the bundle that wrote "a" failed: the runner dropped its state changes
+    assert "a" not in judge._load(log, meta).members
+    other = dd._Judge(dd.DedupConfig(ttl_days=1), bounded=False)  # another worker, the same log
+    other.setup()
+    log.add(dd._blob([tuple(_exact("b", 20))]))
+    assert list(other._load(log, meta).members) == ["b"]
+    assert list(judge._load(log, meta).members) == ["b"]  # back on the first worker: rebuilt
+    # a log of the length the worker knows, but whose last blob was written elsewhere
+    list(judge._judge(judge._index, [({"id": "c", "dedup": {}}, _exact("c", 30, "c text"))], log, meta))
+    log.items[-1] = dd._blob([tuple(_exact("d", 40, "d text"))])  # same length, other content
+    assert sorted(judge._load(log, meta).members) == ["b", "d"]
+
+
+def test_expiry_rewrites_the_log_in_bounded_blobs(monkeypatch):
+    monkeypatch.setattr(dd, "_BLOB_MEMBERS", 2)
+    config = dd.DedupConfig(ttl_days=1)
+    judge = dd._Judge(config, bounded=False)
+    judge.setup()
+    log, meta = _Bag(), dd._Meta()
+    index = judge._load(log, meta)
+    items = [({"id": f"a{i}", "dedup": {}}, _exact(f"a{i}", i * 1000, f"text {i}")) for i in range(6)]
+    list(judge._judge(index, items, log, meta))
+    meta = judge._expire(index, 1500 + config.ttl_micros, log, meta)  # a0 and a1 expire
+    assert meta.generation == 1 and len(log.items) == 2  # four members, two per blob
+    fresh = dd._Judge(config, bounded=False)
+    fresh.setup()
+    assert sorted(fresh._load(log, meta).members) == ["a2", "a3", "a4", "a5"]
