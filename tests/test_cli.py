@@ -90,3 +90,19 @@ def test_streaming_jobs_wait_longer_than_the_job_servers_default_deadline():
     assert options.view_as(PortableOptions).job_server_timeout == 60
     options, streaming = pipeline_options(["--runner=DirectRunner"])
     assert not streaming and options.view_as(PortableOptions).job_server_timeout == 300
+
+
+def test_step_msecs_reports_where_a_direct_job_spends_its_time():
+    import time as _time
+
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.cli import step_msecs
+
+    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner", "--direct_num_workers=1"]))
+    _ = pipeline | beam.Create(range(4)) | "Slow" >> beam.Map(lambda x: _time.sleep(0.3) or x)
+    result = pipeline.run()
+    result.wait_until_finish()
+    steps = step_msecs(result)
+    assert steps.get("Slow", 0) >= 600, steps

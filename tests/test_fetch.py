@@ -431,3 +431,31 @@ def test_tls_verification_always_on(server, tmp_path):
         fetcher(allow_hosts=("localhost",)).get(url)
     assert err.value.kind == "tls"
     assert fetcher(allow_hosts=("localhost",), ca_file=cert).get(url).body == RSS  # trusted CA: same checks pass
+
+
+def test_fetch_article_keeps_input_order_timestamps_and_routes_failures():
+    """Pages fetched in parallel leave in input order, each with its own input's timestamp."""
+    import random as _random
+    import time as _time
+
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+    from apache_beam.transforms.window import TimestampedValue
+
+    from pipelines.ingest import DEAD, FetchArticle
+
+    class Stub(FetchArticle):
+        def _fetch(self, entry):
+            _time.sleep(_random.random() / 50)
+            if entry["link"].endswith("bad"):
+                return entry, None, "t", FetchError("http_status", "HTTP 500", entry["link"], 500)
+            return entry, type("R", (), {"url": entry["link"], "body": b"x"})(), "t", None
+
+    entries = [{"link": f"http://h/{i}" + ("bad" if i == 3 else ""), "feed_url": "f"} for i in range(12)]
+    with TestPipeline() as p:
+        out = (p | beam.Create([TimestampedValue(e, i) for i, e in enumerate(entries)])
+               | beam.ParDo(Stub(FetchPolicy(), parallel=4)).with_outputs(DEAD, main="pages"))
+        stamped = out.pages | beam.Map(lambda page, ts=beam.DoFn.TimestampParam: (page["url"], int(ts.micros // 10**6)))
+        assert_that(stamped, equal_to([(e["link"], i) for i, e in enumerate(entries) if i != 3]), label="pages")
+        assert_that(out[DEAD] | beam.Map(lambda d: d["input_ref"]), equal_to(["http://h/3bad"]), label="dead")
