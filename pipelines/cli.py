@@ -130,7 +130,13 @@ def run_job(config_path: str, sink: str, output: Optional[str], beam_args: Seque
     build_pipeline(pipeline, config, sink=sink, output=output, streaming=streaming)
     result = pipeline.run()
     result.wait_until_finish()
-    steps = step_msecs(result)  # before the metrics query, which leaves only some of them
+    # The DirectRunner keeps each stage's monitoring infos as a one-shot iterator, shared by
+    # metrics() and monitoring_infos(): made lists here, so both see all of them.
+    by_stage = getattr(result, "_monitoring_infos_by_stage", None)
+    if isinstance(by_stage, dict):
+        for stage, infos in list(by_stage.items()):
+            by_stage[stage] = list(infos)
+    steps = step_msecs(result)
     counters = {}
     try:
         for c in result.metrics().query()["counters"]:
