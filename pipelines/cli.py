@@ -130,6 +130,12 @@ def run_job(config_path: str, sink: str, output: Optional[str], beam_args: Seque
     build_pipeline(pipeline, config, sink=sink, output=output, streaming=streaming)
     result = pipeline.run()
     result.wait_until_finish()
+    counters, steps = job_metrics(result)
+    return {"config": config, "counters": counters, "step_msecs": steps}
+
+
+def job_metrics(result) -> tuple[dict[str, int], dict[str, float]]:
+    """(counters by namespace.name, each step's DoFn milliseconds) of a finished job."""
     # The DirectRunner keeps each stage's monitoring infos as a one-shot iterator, shared by
     # metrics() and monitoring_infos(): made lists here, so both see all of them.
     by_stage = getattr(result, "_monitoring_infos_by_stage", None)
@@ -137,14 +143,14 @@ def run_job(config_path: str, sink: str, output: Optional[str], beam_args: Seque
         for stage, infos in list(by_stage.items()):
             by_stage[stage] = list(infos)
     steps = step_msecs(result)
-    counters = {}
+    counters: dict[str, int] = {}
     try:
         for c in result.metrics().query()["counters"]:
             name = f"{c.key.metric.namespace}.{c.key.metric.name}"
             counters[name] = counters.get(name, 0) + (c.committed if c.committed is not None else c.attempted)
     except Exception:  # some runners do not report metrics
         pass
-    return {"config": config, "counters": counters, "step_msecs": steps}
+    return counters, steps
 
 
 def step_msecs(result) -> dict[str, float]:

@@ -98,11 +98,15 @@ def test_step_msecs_reports_where_a_direct_job_spends_its_time():
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines.cli import step_msecs
+    from apache_beam.metrics import Metrics
 
+    from pipelines.cli import job_metrics
+
+    seen = Metrics.counter("test", "seen")
     pipeline = beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner", "--direct_num_workers=1"]))
-    _ = pipeline | beam.Create(range(4)) | "Slow" >> beam.Map(lambda x: _time.sleep(0.3) or x)
+    _ = pipeline | beam.Create(range(4)) | "Slow" >> beam.Map(lambda x: _time.sleep(0.3) or seen.inc() or x)
     result = pipeline.run()
     result.wait_until_finish()
-    steps = step_msecs(result)
+    counters, steps = job_metrics(result)
     assert steps.get("Slow", 0) >= 600, steps
+    assert counters == {"test.seen": 4}
