@@ -119,9 +119,11 @@ def run_job(config_path: str, sink: str, output: Optional[str], beam_args: Seque
     import apache_beam as beam
 
     from connectors.kafka_admin import ensure_topics
+    from pipelines.allocator import tune_allocator
     from pipelines.config import load_config
     from pipelines.ingest import build_pipeline
 
+    tune_allocator()  # before the runner's threads start: the DirectRunner and LOOPBACK workers live in this process
     config = load_config(config_path)
     if sink == "kafka":
         ensure_topics(config.kafka, list(config.topics.values()))

@@ -28,6 +28,7 @@ from connectors.fetch import FetchError, Fetcher, FetchPolicy
 from connectors.kafka_sink import WriteToKafka, encode_dead_letter
 from connectors.polling import PollFeedsForever
 from pipelines import dedup as dd
+from pipelines.allocator import tune_allocator
 from pipelines.config import Config
 from pipelines.statecache import cheap_state_weighing
 from pipelines.extract import ExtractError, extract_article
@@ -138,6 +139,7 @@ class FetchArticle(beam.DoFn):
     def setup(self):
         from concurrent.futures import ThreadPoolExecutor
 
+        tune_allocator()
         self.fetcher = Fetcher(self.policy)
         self.threads = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="fetch")
 
@@ -260,6 +262,9 @@ class ExtractArticle(beam.DoFn):
         self.stamp_publication_time = stamp_publication_time
         self.extracted = Metrics.counter("extract", "articles")
         self.failed = Metrics.counter("extract", "failed")
+
+    def setup(self):
+        tune_allocator()
 
     def process(self, page: dict[str, Any]):
         try:
