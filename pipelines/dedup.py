@@ -468,8 +468,11 @@ class _Judge(beam.DoFn):
     The index is an append-only log in ``LOG``: each timer or late article appends one blob of the
     members it added; expiry rewrites the log as one blob at most once per TTL/24, so members live
     between one TTL and 25/24 of it. Each worker keeps the decoded index in memory and checks it
-    against the log's (generation, length) before use: a retried bundle, a restore or a moved key
-    finds a mismatch and rebuilds it from the log.
+    against the log's version kept in ``META`` (generation, appends, the last blob's random nonce),
+    written in the same bundle as the log: a retried bundle, a restore or a moved key finds a
+    mismatch and rebuilds the index from the log. The log itself is read only then: reading it on
+    every timer cost a full fetch from runners that hand out a state cache token per bundle (Prism),
+    and filled the SDK's state cache with copies of it.
     """
 
     PENDING = userstate.BagStateSpec("pending", coders.PickleCoder())  # (record, member)
@@ -488,14 +491,15 @@ class _Judge(beam.DoFn):
     def setup(self):
         cheap_state_weighing()
         self._index: Optional[Index] = None
-        self._version: tuple = (-1, -1, b"")  # (log generation, blobs, last blob's nonce) the index reflects
+        self._version: Optional[tuple] = None  # the _Meta.log_version() the index reflects
 
     def process(self, element, pending=beam.DoFn.StateParam(PENDING), log=beam.DoFn.StateParam(LOG),
                 meta=beam.DoFn.StateParam(META), tick=beam.DoFn.TimerParam(TICK)):
         record, m = element[1]
         state = meta.read() or _Meta()
         if m.micros <= state.released:  # behind what was released: judged now, after all of it
-            yield from self._judge(self._load(log, state), [(record, m)], log, state)
+            judged, state = self._judge(self._load(log, state), [(record, m)], log, state)
+            yield from judged
             expiry = m.micros + self.config.ttl_micros
             if expiry < state.next_expiry:
                 state = self._arm(state._replace(next_expiry=expiry), expiry, tick)
@@ -518,7 +522,8 @@ class _Judge(beam.DoFn):
             for item in rest:
                 pending.add(item)
             state = state._replace(released=max(state.released, max(m.micros for _, m in due)))
-            yield from self._judge(index, sorted(due, key=lambda rm: _order(rm[1])), log, state)
+            judged, state = self._judge(index, sorted(due, key=lambda rm: _order(rm[1])), log, state)
+            yield from judged
         if now >= state.next_expiry:
             state = self._expire(index, now, log, state)
         for _, m in rest:
@@ -528,21 +533,23 @@ class _Judge(beam.DoFn):
                                max(oldest + self.config.ttl_micros, now + max(self.config.ttl_micros // 24, 1)))
         meta.write(self._arm(state, state.next_expiry, tick) if oldest is not None else state)
 
-    def _judge(self, index: Index, items, log, state: "_Meta"):
-        """Judge ``items`` in order against the index; log the new members; emit the records."""
-        added = []
+    def _judge(self, index: Index, items, log, state: "_Meta") -> tuple[list[dict], "_Meta"]:
+        """Judge ``items`` in order against the index; log the new members. (The records, the new meta.)"""
+        added, out = [], []
         for record, m in items:
             verdict, judged = index.judge(m)
             if judged.id not in index.members:
                 index.add(judged)
                 added.append(tuple(judged))
             (self.duplicates if verdict.duplicate_of else self.originals).inc()
-            yield _stamped(record, verdict)
+            out.append(_stamped(record, verdict))
+        self.index_size.update(len(index))
         if added:
             blob = _blob(added)
             log.add(blob)
-            self._version = (state.generation, self._version[1] + 1, blob[:_NONCE])
-        self.index_size.update(len(index))
+            state = state._replace(appends=state.appends + 1, nonce=blob[:_NONCE])
+            self._version = state.log_version()
+        return out, state
 
     def _expire(self, index: Index, now: int, log, state: "_Meta") -> "_Meta":
         gone = index.expire(now)
@@ -554,20 +561,18 @@ class _Judge(beam.DoFn):
         blobs = [_blob(members[i:i + _BLOB_MEMBERS]) for i in range(0, len(members), _BLOB_MEMBERS)]
         for blob in blobs:  # no state value grows past ~7 MB
             log.add(blob)
-        state = state._replace(generation=state.generation + 1)
-        self._version = (state.generation, len(blobs), blobs[-1][:_NONCE] if blobs else b"")
+        state = state._replace(generation=state.generation + 1, appends=0, nonce=blobs[-1][:_NONCE] if blobs else b"")
+        self._version = state.log_version()
         return state
 
     def _load(self, log, state: "_Meta") -> Index:
-        """The in-memory index, rebuilt from the log when it does not reflect it."""
-        blobs = list(log.read())
-        version = (state.generation, len(blobs), blobs[-1][:_NONCE] if blobs else b"")
-        if self._index is None or self._version != version:
+        """The in-memory index; rebuilt from the log (the only read of it) when ``state`` says it is stale."""
+        if self._index is None or self._version != state.log_version():
             index = Index(self.config)
-            for blob in blobs:
+            for blob in log.read():
                 for m in pickle.loads(blob[_NONCE:]):
                     index.add(Member._make(m))
-            self._index, self._version = index, version
+            self._index, self._version = index, state.log_version()
         return self._index
 
     @staticmethod
@@ -583,6 +588,11 @@ class _Meta(NamedTuple):
     armed: Optional[int] = None  # the tick's time
     next_expiry: int = MAX_TIMESTAMP.micros  # when the oldest member leaves (checked on a tick)
     generation: int = 0  # bumped when expiry rewrites the log
+    appends: int = 0  # blobs appended since
+    nonce: bytes = b""  # the last blob's random prefix: a log of the same length written elsewhere differs
+
+    def log_version(self) -> tuple:
+        return self.generation, self.appends, self.nonce
 
 
 def _stamped(record: dict, v: Verdict) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+import pickle
 import random
 from pathlib import Path
 
@@ -252,9 +253,10 @@ def test_offline_same_id_twice_is_a_duplicate_of_itself():
 
 class _Bag:
     def __init__(self):
-        self.items = []
+        self.items, self.reads = [], 0
 
     def read(self):
+        self.reads += 1
         return list(self.items)
 
     def add(self, item):
@@ -264,25 +266,38 @@ class _Bag:
         self.items = []
 
 
-def test_the_worker_index_is_rebuilt_when_it_does_not_reflect_the_log(monkeypatch):
-    """A retried bundle or a moved key leaves the in-memory index ahead of or behind the log."""
+def test_the_worker_index_is_rebuilt_when_it_does_not_reflect_the_log():
+    """A retried bundle or a moved key leaves the in-memory index ahead of or behind the log; the
+    log's version is in the meta written with it, and the log is read only to rebuild."""
     judge = dd._Judge(dd.DedupConfig(ttl_days=1), bounded=False)
     judge.setup()
-    log, meta = _Bag(), dd._Meta()
-    verdicts = [v for v in judge._judge(judge._load(log, meta), [({"id": "a", "dedup": {}}, _exact("a", 10))], log, meta)]
-    assert verdicts[0]["dedup"]["duplicate_of"] is None and len(log.items) == 1
-    assert judge._load(log, meta) is judge._index  # in step with the log: reused
-    log.items.pop()  # the bundle that wrote "a" failed: the runner dropped its state changes
-    assert "a" not in judge._load(log, meta).members
+    log, meta0 = _Bag(), dd._Meta()
+    verdicts, meta1 = judge._judge(judge._load(log, meta0), [({"id": "a", "dedup": {}}, _exact("a", 10))], log, meta0)
+    assert verdicts[0]["dedup"]["duplicate_of"] is None and len(log.items) == 1 and meta1.appends == 1
+    reads = log.reads
+    assert judge._load(log, meta1) is judge._index and log.reads == reads  # in step: reused, the log not read
+    log.items.pop()  # the bundle that wrote "a" failed: the runner dropped its log and meta writes
+    assert "a" not in judge._load(log, meta0).members
     other = dd._Judge(dd.DedupConfig(ttl_days=1), bounded=False)  # another worker, the same log
     other.setup()
-    log.add(dd._blob([tuple(_exact("b", 20))]))
-    assert list(other._load(log, meta).members) == ["b"]
-    assert list(judge._load(log, meta).members) == ["b"]  # back on the first worker: rebuilt
-    # a log of the length the worker knows, but whose last blob was written elsewhere
-    list(judge._judge(judge._index, [({"id": "c", "dedup": {}}, _exact("c", 30, "c text"))], log, meta))
-    log.items[-1] = dd._blob([tuple(_exact("d", 40, "d text"))])  # same length, other content
-    assert sorted(judge._load(log, meta).members) == ["b", "d"]
+    _, meta_b = other._judge(other._load(log, meta0), [({"id": "b", "dedup": {}}, _exact("b", 20))], log, meta0)
+    assert list(other._load(log, meta_b).members) == ["b"]
+    assert list(judge._load(log, meta_b).members) == ["b"]  # back on the first worker: rebuilt
+    # as many appends as the worker knows, but the last blob was written elsewhere
+    judge._judge(judge._index, [({"id": "c", "dedup": {}}, _exact("c", 30, "c text"))], log, meta_b)
+    log.items.pop()
+    _, meta_d = other._judge(other._load(log, meta_b), [({"id": "d", "dedup": {}}, _exact("d", 40, "d text"))],
+                             log, meta_b)
+    assert sorted(judge._load(log, meta_d).members) == ["b", "d"]
+
+
+def test_meta_written_before_the_log_version_was_kept_there_still_loads():
+    class EarlierMeta:  # pickles as a _Meta of the four fields of earlier releases did
+        def __reduce__(self):
+            return dd._Meta, (5, None, 9, 2)
+
+    meta = pickle.loads(pickle.dumps(EarlierMeta()))
+    assert meta.released == 5 and meta.log_version() == (2, 0, b"")  # a version no worker holds: rebuilt
 
 
 def test_expiry_rewrites_the_log_in_bounded_blobs(monkeypatch):
@@ -293,7 +308,7 @@ def test_expiry_rewrites_the_log_in_bounded_blobs(monkeypatch):
     log, meta = _Bag(), dd._Meta()
     index = judge._load(log, meta)
     items = [({"id": f"a{i}", "dedup": {}}, _exact(f"a{i}", i * 1000, f"text {i}")) for i in range(6)]
-    list(judge._judge(index, items, log, meta))
+    _, meta = judge._judge(index, items, log, meta)
     meta = judge._expire(index, 1500 + config.ttl_micros, log, meta)  # a0 and a1 expire
     assert meta.generation == 1 and len(log.items) == 2  # four members, two per blob
     fresh = dd._Judge(config, bounded=False)
