@@ -128,6 +128,22 @@ def test_seen_ids_bounded_but_cover_the_current_feed():
     assert quiet.entries == [] and len(quiet.state.seen) == 2
 
 
+def test_state_keeps_seen_ids_packed_and_reads_the_earlier_list_form():
+    ids = [hashlib.sha1(str(i).encode()).hexdigest()[:16] for i in range(2000)]
+    state = FeedState("u", etag='"v1"', seen=ids, polls=3)
+    stored = state.to_dict()
+    assert stored["seen"] == bytes.fromhex("".join(ids)) and len(stored["seen"]) == 16_000
+    assert FeedState.from_dict(stored) == state
+    assert FeedState.from_dict({**stored, "seen": ids}) == state  # state written by earlier releases
+    odd = FeedState("u", seen=["short", ids[0]])  # not hex ids of the usual length: kept as they are
+    assert FeedState.from_dict(odd.to_dict()) == odd
+    # the next poll after a restore from packed state still knows what it emitted
+    fresh = [{"entry_id": hashlib.sha1(b"new").hexdigest(), "link": "http://x/new"},
+             {"entry_id": hashlib.sha1(b"0").hexdigest(), "link": "http://x/0"}]
+    out = record_success(FeedState.from_dict(stored), POLICY, 200, {}, fresh, 0.0)
+    assert [e["link"] for e in out.entries] == ["http://x/new"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Against the local server
 
