@@ -52,8 +52,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from throughput import (_broker, _process_kind, _rss_kb, job_config, load_pages, page_copy, rss,  # noqa: E402
-                        start_job, stop_group, topic_stats, tree_pids, TimedSite, Page, _title)
+from throughput import (_broker, job_config, load_pages, page_copy, rss, rss_mb_by_kind,  # noqa: E402
+                        start_job, stop_group, topic_stats, TimedSite, Page, _title)
 
 import datetime as dt  # noqa: E402
 
@@ -265,13 +265,9 @@ def main(argv=None) -> int:
 
 def rss_split(root: int) -> tuple[float, float]:
     """(the job's Python processes, the Prism runner) resident MB of the job's process tree."""
-    job = runner = 0
-    for pid in tree_pids([root]):
-        if _process_kind(pid) == "prism":
-            runner += _rss_kb(pid)
-        else:
-            job += _rss_kb(pid)
-    return job / 1024, runner / 1024
+    by_kind = rss_mb_by_kind([root])
+    runner = by_kind.pop("prism", 0.0)
+    return sum(by_kind.values()), runner
 
 
 def dead_letter_reasons(bootstrap: str, topic: str) -> dict[str, int]:

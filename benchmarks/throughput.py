@@ -288,9 +288,13 @@ def tree_pids(roots: Sequence[int]) -> set[int]:
     return seen
 
 
-def tree_rss_mb(roots: Sequence[int]) -> float:
-    """Sum of the resident set sizes of ``roots`` and all their descendants, in MB."""
-    return sum(_rss_kb(pid) for pid in tree_pids(roots)) / 1024
+def rss_mb_by_kind(roots: Sequence[int]) -> dict[str, float]:
+    """Resident MB of ``roots`` and all their descendants, by what each process is (see _process_kind)."""
+    out: dict[str, float] = {}
+    for pid in tree_pids(roots):
+        kind = _process_kind(pid)
+        out[kind] = out.get(kind, 0.0) + _rss_kb(pid) / 1024
+    return out
 
 
 _TICK = os.sysconf("SC_CLK_TCK")

@@ -43,6 +43,7 @@ from connectors.feeds import FeedParseError, parse_feed
 from connectors.fetch import FetchError, Fetcher, FetchPolicy
 
 SEEN_ID_CHARS = 16  # 64 bits of the entry id: collisions are negligible, state stays small
+_SEEN_ID_BYTES = SEEN_ID_CHARS // 2  # packed in state
 _MAX_AGE = re.compile(r"(?:^|[,\s])(s-maxage|max-age)\s*=\s*\"?(\d+)", re.I)
 
 
@@ -84,7 +85,7 @@ class FeedState:
         fields = {k: v for k, v in d.items() if k in known}
         if isinstance(fields.get("seen"), bytes):
             packed = fields["seen"]
-            fields["seen"] = [packed[i:i + SEEN_ID_CHARS // 2].hex() for i in range(0, len(packed), SEEN_ID_CHARS // 2)]
+            fields["seen"] = [packed[i:i + _SEEN_ID_BYTES].hex() for i in range(0, len(packed), _SEEN_ID_BYTES)]
         return cls(**fields)
 
 

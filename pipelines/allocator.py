@@ -10,7 +10,8 @@ malloc's free-but-held memory rose from 79 to 106 MB in 7 minutes and the proces
 the threshold fixed at 128 KB and two arenas it held 14 MB and the process stayed ~50 MB lower and
 level (README, "Soak"). ``mallopt`` changes both in a running process (a fixed threshold also
 stops the dynamic raising), so this works on any runner, whatever the worker's environment says;
-the Flink and Dataflow images also set MALLOC_ARENA_MAX for arenas made before the first call.
+the Flink and Dataflow images also set both (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_) from the
+process's start, for arenas and blocks made before the first call.
 Elsewhere than glibc (musl, macOS) it does nothing.
 """
 from __future__ import annotations
