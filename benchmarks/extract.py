@@ -13,9 +13,10 @@ Data sets (each a ``ground-truth.json`` of ``{id: {"articleBody": ..., "url": ..
             paragraphs and subheading (tests/data/extraction/seed)
   styles    24 pages: real article text in four other templates with other wordings of the
             boilerplate (tests/data/extraction/styles, built by build_styles.py there)
+  DIR       any folder of that layout, e.g. a checkout of the article-extraction-benchmark
 Seed and styles gold also lists the junk lines of each page; "junk left" counts the survivors.
 
-Run: ``python benchmarks/extract.py [--repeat N] [--sets aeb-dev,seed,styles]``.
+Run: ``python benchmarks/extract.py [--repeat N] [--sets aeb-dev,seed,styles,DIR]``.
 Prints a table and ends with one JSON line of all figures.
 """
 from __future__ import annotations
@@ -54,6 +55,8 @@ def _folders(name: str) -> tuple[Path, Path]:
     if name == "seed":
         pages = SHARED / "seed" / "pages"
         return TESTS / "extraction" / "seed", pages if pages.is_dir() else TESTS / "seed"
+    if Path(name).is_dir():  # any folder of the same layout, e.g. the full article-extraction-benchmark
+        return Path(name), Path(name) / "html"
     return TESTS / "extraction" / name, TESTS / "extraction" / name / "html"
 
 

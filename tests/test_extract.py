@@ -123,3 +123,21 @@ def test_parse_datetime_is_timezone_aware(value, expected):
 def test_empty_pages_raise(page):
     with pytest.raises(ExtractError):
         extract_article(page)
+
+
+@pytest.mark.parametrize("path,expected_runs", [(DATA / "seed" / "wp__figcaption.html", [True]),
+                                                (DATA / "extraction" / "styles" / "html" / "table-0.html", [True, False])])
+def test_full_trafilatura_cascade_runs_only_for_doubtful_results(monkeypatch, path, expected_runs):
+    """A story in paragraphs takes the main extractor alone (fast=True); a table-laid page, empty to
+    it, gets the whole cascade (readability, justext)."""
+    import trafilatura
+    runs, real = [], trafilatura.bare_extraction
+
+    def counted(*args, **kwargs):
+        runs.append(kwargs.get("fast", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trafilatura, "bare_extraction", counted)
+    record = extract_article(path.read_bytes())
+    assert runs == expected_runs
+    assert len(record["text"]) > 500
