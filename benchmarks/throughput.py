@@ -60,7 +60,7 @@ import uuid
 from contextlib import nullcontext
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Iterable, NamedTuple, Optional, Sequence
+from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 from xml.sax.saxutils import escape
 
 REPO = Path(__file__).resolve().parent.parent
@@ -330,14 +330,18 @@ def _cpu_s(pid: int) -> Optional[float]:
 class RssSampler:
     """Samples the RSS of process trees every ``interval_s`` in a thread: (elapsed s, MB) pairs.
 
-    Also keeps each process's latest CPU time, so :meth:`cpu_by_kind` tells where the cores went.
+    Also keeps each process's latest CPU time, so :meth:`cpu_by_kind` tells where the cores went;
+    with ``work_started`` (true once the job's work began) also how much of it went after start-up.
     """
 
-    def __init__(self, roots: Sequence[int], interval_s: float = 0.25):
+    def __init__(self, roots: Sequence[int], interval_s: float = 0.25,
+                 work_started: Optional[Callable[[], bool]] = None):
         self.roots = list(roots)
         self.interval_s = interval_s
         self.samples: list[tuple[float, float]] = []
         self._cpu: dict[int, tuple[str, float]] = {}
+        self._work_started = work_started
+        self.cpu_at_work_start: Optional[dict[str, float]] = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._started = time.monotonic()
@@ -351,6 +355,8 @@ class RssSampler:
                 if cpu is not None:
                     kind = self._cpu[pid][0] if pid in self._cpu else _process_kind(pid)
                     self._cpu[pid] = (kind, cpu)
+            if self.cpu_at_work_start is None and self._work_started and self._work_started():
+                self.cpu_at_work_start = self.cpu_by_kind()
             self._stop.wait(self.interval_s)
 
     def cpu_by_kind(self) -> dict[str, float]:
@@ -359,6 +365,11 @@ class RssSampler:
         for kind, cpu in self._cpu.values():
             out[kind] = out.get(kind, 0.0) + cpu
         return out
+
+    def work_cpu_by_kind(self) -> dict[str, float]:
+        """CPU seconds per kind of process from the start of the work (a sample late) to the end."""
+        start = self.cpu_at_work_start or {}
+        return {kind: cpu - start.get(kind, 0.0) for kind, cpu in self.cpu_by_kind().items()}
 
     def __enter__(self) -> "RssSampler":
         self._thread.start()
@@ -493,7 +504,7 @@ def run_pipeline(name: str, beam_args: Sequence[str], pool: bool, site: TimedSit
         metrics = workdir / f"{prefix}.metrics.json"
         proc = start_job(config, args, log, metrics=metrics)
         roots = [proc.pid] + ([workers.proc.pid] if workers else [])
-        with RssSampler(roots) as rss:
+        with RssSampler(roots, work_started=lambda: site.first_hit is not None) as rss:
             try:
                 rc = proc.wait(JOB_TIMEOUT_S)
             except subprocess.TimeoutExpired:
@@ -508,6 +519,7 @@ def run_pipeline(name: str, beam_args: Sequence[str], pool: bool, site: TimedSit
     return {"docs_per_s": docs / (ended - started), "work_docs_per_s": docs / work_s,
             "wall_s": ended - started, "startup_s": (site.first_hit or started) - started, "work_s": work_s,
             "peak_rss_mb": rss.peak_mb, "cpu_s": {k: round(v, 1) for k, v in rss.cpu_by_kind().items()},
+            "work_cpu_s": {k: round(v, 1) for k, v in rss.work_cpu_by_kind().items()},
             "articles": landed["articles"][0], "duplicates": landed["duplicates"][0],
             "dead_letters": landed["deadletter"][0], "requests": site.hits,
             "step_msecs": json.loads(metrics.read_text())["step_msecs"] if metrics.exists() else {}}
@@ -705,7 +717,9 @@ def main(argv=None) -> int:
                     runs[name].append(result)
                     extra = (f", {result['articles']}+{result['duplicates']} records, {result['dead_letters']} dead"
                              if "articles" in result else "")
-                    cpu = ", ".join(f"{k} {v:.0f}" for k, v in sorted(result["cpu_s"].items()))
+                    cpu = ", ".join(f"{k} {v:.0f}" + (f" ({result['work_cpu_s'][k]:.0f} after start-up)"
+                                                         if k in result.get("work_cpu_s", {}) else "")
+                                    for k, v in sorted(result["cpu_s"].items()))
                     print(f"round {round_} {name:<15} {result['docs_per_s']:6.1f} docs/s whole run, "
                           f"{result['work_docs_per_s']:6.1f} without start-up ({result['startup_s']:.1f} s), "
                           f"peak {result['peak_rss_mb']:.0f} MB{extra}; CPU s: {cpu}", file=sys.stderr)
