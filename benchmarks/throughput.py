@@ -518,6 +518,7 @@ def run_pipeline(name: str, beam_args: Sequence[str], pool: bool, site: TimedSit
     work_s = max(newest - (site.first_hit or started), 1e-3)
     return {"docs_per_s": docs / (ended - started), "work_docs_per_s": docs / work_s,
             "wall_s": ended - started, "startup_s": (site.first_hit or started) - started, "work_s": work_s,
+            "last_fetch_s": (site.last_hit or started) - (site.first_hit or started),
             "peak_rss_mb": rss.peak_mb, "cpu_s": {k: round(v, 1) for k, v in rss.cpu_by_kind().items()},
             "work_cpu_s": {k: round(v, 1) for k, v in rss.work_cpu_by_kind().items()},
             "articles": landed["articles"][0], "duplicates": landed["duplicates"][0],
@@ -721,7 +722,8 @@ def main(argv=None) -> int:
                                                          if k in result.get("work_cpu_s", {}) else "")
                                     for k, v in sorted(result["cpu_s"].items()))
                     print(f"round {round_} {name:<15} {result['docs_per_s']:6.1f} docs/s whole run, "
-                          f"{result['work_docs_per_s']:6.1f} without start-up ({result['startup_s']:.1f} s), "
+                          f"{result['work_docs_per_s']:6.1f} without start-up ({result['startup_s']:.1f} s; "
+                          f"work {result['work_s']:.1f} s, last page fetched at {result.get('last_fetch_s', 0):.1f} s), "
                           f"peak {result['peak_rss_mb']:.0f} MB{extra}; CPU s: {cpu}", file=sys.stderr)
             stages = run_profile(site.base_url, feed_paths, min(args.profile_docs, docs), bootstrap, workdir) \
                 if args.profile_docs else None

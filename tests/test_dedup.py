@@ -9,6 +9,7 @@ import pickle
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipelines import dedup as dd
@@ -314,3 +315,13 @@ def test_expiry_rewrites_the_log_in_bounded_blobs(monkeypatch):
     fresh = dd._Judge(config, bounded=False)
     fresh.setup()
     assert sorted(fresh._load(log, meta).members) == ["a2", "a3", "a4", "a5"]
+
+
+@pytest.mark.parametrize("sizes", [[3, 300, 40], [dd._SIGN_BLOCK + 1, 10, 3 * dd._SIGN_BLOCK + 7]])
+def test_signature_blocks_and_reused_scratch_give_the_plain_minimum(sizes):
+    """Block-wise signing in a reused matrix equals min over all shingles of (a*x + b) mod 2^64."""
+    hasher, rng = dd.MinHasher(), np.random.default_rng(7)
+    for n in sizes:
+        shingles = np.unique(rng.integers(0, 1 << 63, size=n, dtype=np.uint64))
+        plain = (hasher.a[:, None] * shingles[None, :] + hasher.b[:, None]).min(axis=1)
+        assert (hasher.signature_of(shingles).values == plain).all()
