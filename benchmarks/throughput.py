@@ -721,14 +721,16 @@ def main(argv=None) -> int:
                         beam_args, pool = (DIRECT_ARGS, False) if name == "direct" else setups[name]
                         result = run_pipeline(name, beam_args, pool, site, feed_urls, bootstrap, workdir, docs)
                     runs[name].append(result)
+                    job = "articles" in result
                     extra = (f", {result['articles']}+{result['duplicates']} records, {result['dead_letters']} dead"
-                             if "articles" in result else "")
+                             if job else "")
+                    span = (f"; work {result['work_s']:.1f} s, last page fetched at {result['last_fetch_s']:.1f} s"
+                            if job else "")
                     cpu = ", ".join(f"{k} {v:.0f}" + (f" ({result['work_cpu_s'][k]:.0f} after start-up)"
                                                          if k in result.get("work_cpu_s", {}) else "")
                                     for k, v in sorted(result["cpu_s"].items()))
                     print(f"round {round_} {name:<15} {result['docs_per_s']:6.1f} docs/s whole run, "
-                          f"{result['work_docs_per_s']:6.1f} without start-up ({result['startup_s']:.1f} s; "
-                          f"work {result['work_s']:.1f} s, last page fetched at {result.get('last_fetch_s', 0):.1f} s), "
+                          f"{result['work_docs_per_s']:6.1f} without start-up ({result['startup_s']:.1f} s{span}), "
                           f"peak {result['peak_rss_mb']:.0f} MB{extra}; CPU s: {cpu}", file=sys.stderr)
             stages = run_profile(site.base_url, feed_paths, min(args.profile_docs, docs), bootstrap, workdir) \
                 if args.profile_docs else None

@@ -22,8 +22,7 @@ from collections import Counter
 from typing import Iterable, Optional
 
 from lxml import etree, html
-from trafilatura import utils as trafilatura_utils
-from trafilatura.utils import load_html
+from trafilatura.utils import HTML_PARSER, load_html
 
 RULES_VERSION = "2026.11.3"
 
@@ -497,7 +496,7 @@ def _c_level_element_classes(parser) -> None:
         entity=html.HtmlEntity))
 
 
-_c_level_element_classes(trafilatura_utils.HTML_PARSER)
+_c_level_element_classes(HTML_PARSER)
 
 
 def parse_html(data: bytes | str):

@@ -239,14 +239,12 @@ class MinHasher:
         return self.signature_of(self.shingles(toks)), _hash_tokens(toks), len(toks)
 
     def signature_of(self, shingle_hashes: np.ndarray) -> Signature:
-        """Signature of a set of distinct 64-bit shingle hashes."""
-        if not len(shingle_hashes):
-            return Signature(np.full(self.config.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64), 0)
+        """Signature of a set of distinct 64-bit shingle hashes (all values at the maximum when empty)."""
         # In place, in a reused matrix of at most num_perm x _SIGN_BLOCK: 5-10x faster than one
         # expression, whose two fresh num_perm x n temporaries (over the workers' fixed mmap
         # threshold) are faulted in on every call. Block by block, so that the scratch stays small
         # in each of a worker's DoFn instances (larger blocks measured no faster).
-        width = min(len(shingle_hashes), _SIGN_BLOCK)
+        width = max(1, min(len(shingle_hashes), _SIGN_BLOCK))
         if self._scratch.shape[1] < width:
             self._scratch = np.empty((self.config.num_perm, width), dtype=np.uint64)
         values = np.full(self.config.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)

@@ -9,8 +9,8 @@ Then the boilerplate pre-pass prunes the tree, trafilatura extracts the main tex
 (comments off, precision on: measured best on news pages, see benchmarks/extract.py) with its
 main extractor alone, and with its fallback cascade only when that result is short, empty or
 not in paragraphs (the same output on every measured page but one, where it is better; about
-1.45x faster), subheadings it lost between two kept paragraphs are put back, and the text post-pass finishes
-the job. ``newsingest extract`` and the pipeline both call :func:`extract_article`.
+1.45x faster), subheadings it lost between two kept paragraphs are put back, and the text
+post-pass finishes the job. ``newsingest extract`` and the pipeline both call :func:`extract_article`.
 """
 from __future__ import annotations
 
@@ -28,8 +28,7 @@ from pipelines import boilerplate
 
 EXTRACTOR = f"trafilatura {trafilatura.__version__}"
 TRAFILATURA_OPTIONS = dict(include_comments=False, favor_precision=True, include_tables=True)
-# Below this many characters trafilatura's fallbacks (readability, justext) can change the result:
-# justext is tried under MIN_EXTRACTED_SIZE, readability's text wins a structural test over twice it.
+# shorter fast results get trafilatura's fallback cascade (see _needs_fallback)
 _FALLBACK_BELOW = 2 * trafilatura.settings.DEFAULT_CONFIG.getint("DEFAULT", "MIN_EXTRACTED_SIZE")
 _TITLE_SEPARATOR = re.compile(r"\s+[|–—•·:-]\s+|\s+[-–—]\s*$")
 
