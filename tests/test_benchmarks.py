@@ -92,7 +92,11 @@ def test_throughput_quick_run(kafka_broker):
         assert key in summary
     assert summary["docs"] == 6
     assert summary["bare_docs_per_s"] > 0 and summary["direct_docs_per_s"] > 0 and summary["peak_rss_mb"] > 0
-    assert summary["runs"]["direct"][0]["articles"] + summary["runs"]["direct"][0]["duplicates"] == 6
+    direct = summary["runs"]["direct"][0]
+    assert direct["articles"] + direct["duplicates"] == 6
+    # CPU after start-up is part of the whole run's; the last page is fetched within the work span
+    assert 0 <= direct["work_cpu_s"]["job (python)"] <= direct["cpu_s"]["job (python)"]
+    assert 0 <= direct["last_fetch_s"] <= direct["work_s"]
     assert {"fetch", "extract", "tag", "Kafka send"} <= set(summary["stage_ms_per_doc"])
 
 

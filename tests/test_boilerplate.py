@@ -250,3 +250,14 @@ def test_tail_text_of_a_removed_element_is_kept():
 def test_bracketed_abbreviation_that_spells_an_agency_in_lower_case_is_not_a_credit():
     line = "Das Thema mit dem höchsten Potenzial wird seit Jahren diskutiert: die elektronische Patientenakte (ePA)"
     assert classify_line(line) is None
+
+
+
+def test_parsed_trees_use_plain_html_elements_from_a_c_level_lookup():
+    """lxml.html's Python lookup would make <form>/<input> FormElement/InputElement; the C-level one
+    gives HtmlElement everywhere, with text_content() and the rest of lxml.html's API."""
+    from lxml import html
+
+    tree = parse_html(b"<html><body><form><input name=q></form><p>Story <b>text</b></p></body></html>")
+    assert {type(el) for el in tree.iter()} == {html.HtmlElement}
+    assert tree.find(".//p").text_content() == "Story text"
